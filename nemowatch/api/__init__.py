@@ -1,0 +1,1 @@
+"""Speaking NemoVideo: knows nothing about folders."""

@@ -1,0 +1,183 @@
+"""Commands: parse, call one function of a layer below, print, exit code. No logic.
+
+Exit status: 0 success, 1 a job (or a check) failed, 2 bad usage or bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nemowatch import __version__
+from nemowatch.config import Config, ConfigError, default_config_path, load_config, write_example
+from nemowatch.errors import UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser, *, folders: bool = True) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: $NEMOWATCH_CONFIG, then ~/.config/nemowatch/config.toml)",
+    )
+    if folders:
+        parser.add_argument("--backend", choices=("cloud", "local"), help="which NemoVideo backend to use")
+        parser.add_argument("--inbox", type=Path, help="folder to watch for job folders")
+        parser.add_argument("--outbox", type=Path, help="folder where results are written")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nemowatch",
+        description="Turn folders of photos, clips and a prompt.txt into finished videos through NemoVideo.",
+    )
+    parser.add_argument("--version", action="version", version=f"nemowatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", help="write a commented config file and create the folders")
+    _common(p)
+    p.add_argument("--state", type=Path, help="folder for the journal, work area and logs")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("run", help="run the daemon in the foreground (what systemd runs)")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("once", help="process every job now in the inbox, wait for them, then exit")
+    _common(p)
+    p.set_defaults(func=cmd_once)
+
+    p = sub.add_parser("status", help="daemon health, credits, token expiry and every job with its state")
+    _common(p, folders=False)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("credits", help="the credit balance")
+    _common(p)
+    p.set_defaults(func=cmd_credits)
+
+    p = sub.add_parser("retry", help="queue a failed job again")
+    _common(p, folders=False)
+    p.add_argument("job", help="the job's name, as `nemowatch status` shows it")
+    p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("serve", help="run the local NemoVideo-compatible backend on its own")
+    _common(p, folders=False)
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8765)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "doctor", help="check config, folders, backend, token, ffmpeg and inotify; say what to fix"
+    )
+    _common(p)
+    p.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def _config(args: argparse.Namespace, **extra: Any) -> Config:
+    """Load the config with this command's flags on top; loaded before any layer is imported."""
+    overrides = {
+        "backend.kind": getattr(args, "backend", None),
+        "paths.inbox": getattr(args, "inbox", None),
+        "paths.outbox": getattr(args, "outbox", None),
+        **extra,
+    }
+    return load_config(args.config, overrides)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = (args.config or default_config_path()).expanduser()
+    overrides = {
+        "backend.kind": args.backend,
+        "paths.inbox": args.inbox.expanduser().resolve() if args.inbox else None,
+        "paths.outbox": args.outbox.expanduser().resolve() if args.outbox else None,
+        "paths.state": args.state.expanduser().resolve() if args.state else None,
+    }
+    write_example(path, overrides)
+    cfg = load_config(path)
+    for folder in (cfg.inbox, cfg.outbox, cfg.state):
+        folder.mkdir(parents=True, exist_ok=True)
+    print(f"Wrote {path}")
+    print(f"Inbox:  {cfg.inbox}")
+    print(f"Outbox: {cfg.outbox}")
+    print(f"Start the daemon with: nemowatch run --config {path}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from nemowatch.daemon.service import run_daemon
+
+    return run_daemon(cfg, once=False)
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from nemowatch.daemon.service import run_daemon
+
+    return run_daemon(cfg, once=True)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from nemowatch.daemon.status import status_text
+
+    print(status_text(cfg, as_json=args.json))
+    return EXIT_OK
+
+
+def cmd_credits(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from nemowatch.daemon.status import credits_text
+
+    print(credits_text(cfg))
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from nemowatch.daemon.status import retry_job
+
+    print(retry_job(cfg, args.job))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _config(args, **{"local.host": args.host})
+    from nemowatch.local.server import serve
+
+    return serve(cfg, port=args.port)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from nemowatch.doctor import run_doctor
+
+    return run_doctor(cfg)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nemowatch`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"nemowatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UserError as exc:
+        print(f"nemowatch: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

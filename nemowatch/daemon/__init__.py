@@ -1,0 +1,1 @@
+"""The watch folder: knows the API only through NemoClient."""

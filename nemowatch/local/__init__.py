@@ -1,0 +1,1 @@
+"""The local NemoVideo-compatible backend: shares the API contract modules, nothing else."""

@@ -1,0 +1,122 @@
+"""Logging: loguru sinks (console, daemon file, per-job file) and secret masking.
+
+Every sink is added through :func:`add_sink`, which installs the masking
+formatter, so a token can never reach a terminal, a journal or a job.log —
+whatever code logged it. Tokens are masked by shape (``nmv_usr_…``,
+``clm_…``, ``Bearer …``) and by value (every secret passed to
+:func:`register_secret`, such as a user-supplied token of any shape).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from loguru import logger
+
+MASK = "***"
+
+_SHAPES = re.compile(
+    r"(?P<prefix>nmv_usr_|nmv_|clm_)[A-Za-z0-9._\-]+"
+    r"|(?P<bearer>[Bb]earer\s+)[A-Za-z0-9._~+/=\-]+"
+    r"|(?P<ct>[?&]ct=)[A-Za-z0-9._\-]+"
+)
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Mask this exact value wherever it would be logged from now on (ignores short or empty values)."""
+    if value and len(value) >= 6:
+        with _lock:
+            _secrets.add(value)
+
+
+def mask(text: str) -> str:
+    """``text`` with every known secret and every token-shaped string replaced by ``***``."""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+
+    def _sub(match: re.Match[str]) -> str:
+        keep = match.group("prefix") or match.group("bearer") or match.group("ct") or ""
+        return keep + MASK
+
+    return _SHAPES.sub(_sub, text)
+
+
+def _formatter(template: str) -> Callable[[Any], str]:
+    """A loguru format function that masks the finished message (and any exception text)."""
+
+    def fmt(record: Any) -> str:
+        record["extra"]["masked"] = mask(record["message"])
+        if record["exception"] is not None:
+            # Exceptions are rendered as one masked line: a traceback is for bugs, not for users' logs.
+            exc = record["exception"].value
+            record["extra"]["masked"] += f" ({mask(type(exc).__name__ + ': ' + str(exc))})"
+        return template + "\n"
+
+    return fmt
+
+
+CONSOLE_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {extra[masked]}"
+PLAIN_FORMAT = "{level: <7} {extra[masked]}"
+FILE_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {extra[masked]}"
+JOB_FORMAT = "{time:YYYY-MM-DD HH:mm:ss} {level: <7} {extra[masked]}"
+
+
+def add_sink(sink: TextIO | Path | Callable[[Any], None], template: str, **options: Any) -> int:
+    """Add a loguru sink with masking; returns its id for ``logger.remove``."""
+    options.setdefault("backtrace", False)
+    options.setdefault("diagnose", False)
+    return logger.add(sink, format=_formatter(template), **options)
+
+
+def under_systemd() -> bool:
+    """True when stderr goes to the journal (systemd sets JOURNAL_STREAM)."""
+    return bool(os.environ.get("JOURNAL_STREAM"))
+
+
+def setup_logging(
+    state_dir: Path | None = None, *, level: str = "INFO", stderr: TextIO | None = None
+) -> None:
+    """Console sink (plain under systemd: no colours, no timestamps) and, with ``state_dir``,
+    a rotating daemon log at ``state_dir/logs/nemowatch.log``."""
+    logger.remove()
+    stream = stderr or sys.stderr
+    if under_systemd():
+        add_sink(stream, PLAIN_FORMAT, level=level, colorize=False)
+    else:
+        add_sink(stream, CONSOLE_FORMAT, level=level, colorize=stream.isatty())
+    if state_dir is not None:
+        log_dir = state_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        add_sink(
+            log_dir / "nemowatch.log",
+            FILE_FORMAT,
+            level="DEBUG",
+            rotation="10 MB",
+            retention=5,
+            encoding="utf-8",
+            enqueue=False,
+        )
+
+
+def add_job_sink(job_id: str, path: Path) -> int:
+    """A sink writing only the lines bound to ``job_id`` (``logger.bind(job=job_id)``) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return add_sink(
+        path,
+        JOB_FORMAT,
+        level="INFO",
+        encoding="utf-8",
+        colorize=False,
+        filter=lambda record: record["extra"].get("job") == job_id,
+    )

@@ -1,0 +1,31 @@
+"""Job states, shared by every layer that speaks of jobs (journal, pipeline, outbox, status)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """Where a job stands. The value is what the journal stores and ``status --json`` shows."""
+
+    QUEUED = "queued"
+    UPLOADING = "uploading"
+    PROMPTING = "prompting"
+    RENDERING = "rendering"
+    DOWNLOADING = "downloading"
+    WAITING_CREDITS = "waiting_credits"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED)
+
+    @property
+    def is_working(self) -> bool:
+        return not self.is_finished
+
+    @property
+    def human(self) -> str:
+        """The words STATUS.txt starts with."""
+        return "waiting for credits" if self is JobState.WAITING_CREDITS else self.value
