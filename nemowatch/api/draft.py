@@ -6,29 +6,45 @@ ms) and ``m`` (metadata). nemowatch's local backend fills ``m`` with what its
 renderer needs; the cloud fills it with whatever it likes, so every reader here
 tolerates missing or unexpected keys.
 
-Shape written by the local backend (readers must not rely on more than
-``t``/``tt``/``sg``/``d``/``m``)::
+Shape written by the local backend (readers other than the local renderer must
+not rely on more than ``t``/``tt``/``sg``/``d``/``m``)::
 
     {
-      "d": 30000,                                   # total length, ms
-      "m": {"width": 1920, "height": 1080, "fps": 30, "aspect": "16:9",
-            "grade": "warm" | "bw" | "vibrant" | "cinematic" | None,
-            "transition": "fade" | ... | None, "transition_ms": 700,
-            "logo": {"src": "<media id>", "name": "logo.png"} | None},
+      "d": 30000,                                # total length, ms
+      "m": {
+        "width": 1920, "height": 1080, "fps": 30, "aspect": "16:9",   # 1080p default, 720p on request
+        "grade": None | "warm" | "bw" | "vibrant" | "cinematic" | "cool",
+        "transition": None | "fade" | "fadeblack" | "slideleft" | "wipeleft" | "zoomin" | ...,  # xfade name
+        "transition_ms": 700,
+        "logo": None | {"src": "<media id>", "name": "logo.png"},    # corner watermark
+        "title": "Urban Dreams",                                      # for summaries and replies
+      },
       "t": [
         {"tt": 0, "m": {"name": "5 photos"},
          "sg": [{"st": 0, "d": 6000,
-                 "m": {"src": "<media id>", "name": "p1.jpg", "kind": "image" | "video" | "card",
-                       "motion": "zoom_in" | "zoom_out" | "pan_left" | "pan_right" | None,
-                       "in_ms": 0, "keep_audio": false, ...}}]},
+                 "m": {"kind": "image" | "video" | "card",
+                       "src": "<media id>" | None,          # None for a card
+                       "name": "p1.jpg",
+                       "motion": None | "zoom_in" | "zoom_out" | "pan_left" | "pan_right",  # Ken Burns (images)
+                       "in_ms": 0,                          # video: where in the clip to start
+                       "keep_audio": False,                 # video: mix the clip's sound (ducked under music)
+                       "colors": ["#1d2b64", "#f8cdda"],     # card: moving gradient colours
+                       "logo": False}}]},                   # card: show the logo large (end card)
         {"tt": 1, "m": {"name": "Lo-fi", "role": "bgm", "volume": 0.35},
-         "sg": [{"st": 0, "d": 30000, "m": {"src": "<media id>" | None, "mood": "lofi"}}]},
+         "sg": [{"st": 0, "d": 30000,
+                 "m": {"src": "<media id>" | None,          # None: a generated music bed
+                       "mood": "upbeat" | "calm" | "lofi" | "cinematic",
+                       "in_ms": 0, "fade_in_ms": 1000, "fade_out_ms": 2000, "loop": True}}]},
         {"tt": 7, "m": {"name": "Title", "role": "title" | "caption" | "endcard"},
-         "sg": [{"st": 0, "d": 3000, "m": {"text": "Urban Dreams"}}]}
+         "sg": [{"st": 0, "d": 3000, "m": {"text": "Urban Dreams", "position": "center" | "bottom"}}]}
       ]
     }
 
-Segment start is ``st`` (ms from the start of the video) and length ``d``.
+Times are ms from the start of the video: a segment starts at ``st`` and lasts
+``d``. Consecutive video segments overlap by the transition: segment k+1's
+``st`` is segment k's ``st + d - transition_ms`` (0 overlap without a
+transition), and the renderer joins them with an xfade at offset ``st``. The
+draft's ``d`` is the last video segment's ``st + d``.
 """
 
 from __future__ import annotations
