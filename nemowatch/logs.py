@@ -37,8 +37,12 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value)
 
 
-def mask(text: str) -> str:
-    """``text`` with every known secret and every token-shaped string replaced by ``***``."""
+def mask(text: str, *, keep_claim_links: bool = False) -> str:
+    """``text`` with every known secret and every token-shaped string replaced by ``***``.
+
+    ``keep_claim_links`` leaves ``?ct=clm_…`` project links whole: result.json hands that link to
+    the user on purpose (it opens the project in a browser), while logs never show it.
+    """
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
@@ -46,6 +50,8 @@ def mask(text: str) -> str:
             text = text.replace(secret, MASK)
 
     def _sub(match: re.Match[str]) -> str:
+        if keep_claim_links and (match.group("ct") or match.group("prefix") == "clm_"):
+            return match.group(0)
         keep = match.group("prefix") or match.group("bearer") or match.group("ct") or ""
         return keep + MASK
 

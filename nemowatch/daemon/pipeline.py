@@ -1,0 +1,742 @@
+"""One job, step by step, resumable from the journal.
+
+credits → session → uploads → messages → (export check → render → poll → download) → result.
+
+Every step is journaled before it is taken (docs/internals.md lists the keys), so a
+restarted daemon picks each job up where it stood. Two promises rest on that:
+
+- a message is never sent twice: a record ``message:<i>:sending`` without ``…:sent``
+  means it may have reached the backend, so the pipeline only *reads* the session
+  state until it sees the message's effect — and if it never does, the job fails
+  and the user decides (``nemowatch retry``). The single exception is a session the
+  backend lost (1002): then the backend lost the messages too and they are replayed;
+- a render is never started twice for the same step: a record ``render:<i>:submitting``
+  is checked with the backend (``render_status``) before anything is submitted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from loguru import logger
+
+from nemowatch.api import draft as drafts
+from nemowatch.api.errors import (
+    BackendUnreachable,
+    NemoError,
+    OutOfCredits,
+    RateLimited,
+    ServerError,
+    SessionNotFound,
+    TokenRejected,
+)
+from nemowatch.api.formats import ACCEPTED_LIST, MAX_UPLOAD_BYTES
+from nemowatch.daemon.journal import JobRecord, Journal, now_iso
+from nemowatch.daemon.outbox import FAILED_FILE
+from nemowatch.daemon.prompt import JobPrompt, load_job_prompt
+from nemowatch.daemon.results import build_result, measure_video, video_file_name, video_number
+from nemowatch.errors import UserError
+from nemowatch.states import JobState
+
+if TYPE_CHECKING:
+    from nemowatch.api.client import NemoClient
+    from nemowatch.config import Config
+    from nemowatch.daemon.outbox import Outbox
+
+T = TypeVar("T")
+
+# A session the backend loses again and again is not worth chasing forever.
+MAX_SESSION_REPLAYS = 2
+# How long result.json waits for a nice-to-have fact (project link, final balance).
+FACT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Thresholds and waits of the pipeline; tests shrink the waits."""
+
+    min_credits: int = 100
+    poll_interval_s: float = 30  # between render status checks
+    language: str = "en"
+    backend: str = "cloud"  # result.json's "backend"
+    # After a dropped stream (nemo-api.md): wait, read the state; unchanged → wait again; give up after N reads.
+    recovery_first_wait_s: float = 30
+    recovery_wait_s: float = 60
+    recovery_reads: int = 5
+    # After a silent or recovered message: read the draft until it stops changing.
+    settle_wait_s: float = 5
+    settle_reads: int = 2  # equal consecutive reads that count as settled
+    settle_max_reads: int = 36  # three minutes at 5 s: the backend's second (BGM/title) stage
+    # Transient failures (5xx, unreachable) of a step that is safe to repeat.
+    step_attempts: int = 3
+    step_retry_wait_s: float = 15
+    rate_limit_wait_s: float = 30
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PipelineSettings:
+        """The settings the daemon runs with."""
+        # The local backend runs on this machine: asking it costs nothing, so its renders are
+        # checked every second instead of at the cloud's polite 30 s.
+        poll = min(cfg.render_poll_interval_s, 1.0) if cfg.backend == "local" else cfg.render_poll_interval_s
+        return cls(
+            min_credits=cfg.min_credits,
+            poll_interval_s=poll,
+            language=cfg.language,
+            backend=cfg.backend,
+        )
+
+
+class _WaitForCredits(Exception):
+    """Internal: the job must wait for credits; ``detail`` is what STATUS.txt shows."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class _SessionLost(Exception):
+    """Internal: the backend lost the session (1002); a new one is needed and the work replayed."""
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What a job sends: its messages and options, and its media as (relative path, path) in order."""
+
+    prompt: JobPrompt
+    media: list[tuple[str, Path]]
+    conflicted: list[str]
+
+
+def draft_hash(draft: Any) -> str:
+    """A stable fingerprint of a draft, to tell whether a message changed the session."""
+    canonical = json.dumps(draft, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    """One line of at most ``limit`` characters, for STATUS.txt and messages quoting the backend."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _bad_files(problem: str, names: list[str], hint: str) -> UserError:
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return UserError(f"{problem}: {shown}", hint, code="bad_media")
+
+
+def read_inputs(job: JobRecord) -> JobInputs:
+    """The job's prompt, options and media from its files; a UserError naming any file that cannot go."""
+    from nemowatch.daemon.jobscan import scan_job
+
+    root = job.files_dir
+    if not root.exists():
+        raise UserError(
+            f"the job's files are gone from {root}",
+            "drop the job into the inbox again",
+            code="files_missing",
+        )
+    scan = scan_job(root)
+    prompt_path = scan.prompt
+    if prompt_path is None and job.kind == "text":
+        # A text job's NAME.txt kept in a folder of its own (the work area or inputs/).
+        texts = sorted(p for p in root.glob("*.txt") if p.is_file())
+        prompt_path = texts[0] if len(texts) == 1 else None
+    if prompt_path is None:
+        raise UserError(
+            f"the job has no prompt.txt in {root}",
+            "add a prompt.txt saying what the video should be",
+            code="no_prompt",
+        )
+    prompt = load_job_prompt(prompt_path, scan.job_toml)
+    if scan.escaping_symlinks:
+        raise _bad_files(
+            "these links point outside the job folder and are not sent",
+            scan.escaping_symlinks,
+            "copy the files themselves into the job folder instead of linking to them",
+        )
+    unsupported = [rel for rel in scan.unsupported if not (job.kind == "text" and rel.endswith(".txt"))]
+    if unsupported:
+        raise _bad_files(
+            "these files are not media the backend accepts",
+            unsupported,
+            f"remove them or convert them to one of: {ACCEPTED_LIST}",
+        )
+    media: list[tuple[str, Path]] = []
+    empty: list[str] = []
+    large: list[str] = []
+    for path in scan.media:
+        rel = path.relative_to(root).as_posix()
+        size = path.stat().st_size
+        if size == 0:
+            empty.append(rel)
+        elif size > MAX_UPLOAD_BYTES:
+            large.append(rel)
+        media.append((rel, path))
+    if empty:
+        raise _bad_files(
+            "these files are empty", empty, "copy them again; the upload may have been cut short"
+        )
+    if large:
+        limit = MAX_UPLOAD_BYTES // 1_000_000
+        raise _bad_files(f"these files are over {limit} MB", large, f"compress or trim them below {limit} MB")
+    return JobInputs(prompt=prompt, media=media, conflicted=list(scan.conflicted))
+
+
+class Pipeline:
+    """Runs jobs against one backend client, writing to one outbox, recording every step in the journal."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: NemoClient,
+        outbox: Outbox,
+        settings: PipelineSettings,
+        *,
+        checkpoint: Callable[[str], None] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.outbox = outbox
+        self.settings = settings
+        # Called with each step key right after it is journaled (and "message:<i>:returned" after a
+        # send returns): the seam tests use to simulate a crash at an exact point.
+        self.checkpoint = checkpoint or (lambda key: None)
+
+    async def run(self, job_id: int) -> JobState:
+        """Take the job as far as it goes: DONE, FAILED, or WAITING_CREDITS (run it again later)."""
+        job = self.journal.get(job_id)
+        if job.state.is_finished:
+            return job.state
+        return await _JobRun(self, job).execute()
+
+
+class _JobRun:
+    """One attempt at one job: holds the job, its logger and the session while the steps run."""
+
+    def __init__(self, pipeline: Pipeline, job: JobRecord) -> None:
+        self.p = pipeline
+        self.s = pipeline.settings
+        self.journal = pipeline.journal
+        self.client = pipeline.client
+        self.job = job
+        self.log = logger.bind(job=job.name)
+        self.session_id = ""
+        self.task_id = ""
+
+    # -- journal and status ------------------------------------------------------------------
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        """Journal a step, then give the test seam its chance."""
+        self.journal.put_step(self.job.id, key, value)
+        self.p.checkpoint(key)
+
+    def step(self, key: str) -> dict[str, Any] | None:
+        return self.journal.step(self.job.id, key)
+
+    def set_state(self, state: JobState, detail: str = "", error: dict[str, Any] | None = None) -> None:
+        """Journal the state and keep STATUS.txt in step with it (nothing is written when nothing changed)."""
+        job = self.job
+        if (job.state, job.detail, job.error) == (state, detail, error) and (
+            job.outbox_dir / "STATUS.txt"
+        ).exists():
+            return
+        self.journal.set_state(self.job.id, state, detail, error)
+        self.job = self.journal.get(self.job.id)
+        self.p.outbox.write_status(self.job.outbox_dir, self.job.status_line)
+
+    def set_detail(self, detail: str) -> None:
+        if detail != self.job.detail:
+            self.set_state(self.job.state, detail)
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def execute(self) -> JobState:
+        try:
+            await self.work()
+        except _WaitForCredits as wait:
+            self.log.info("waiting for credits: {}", wait.detail)
+            self.set_state(JobState.WAITING_CREDITS, wait.detail)
+            return JobState.WAITING_CREDITS
+        except TokenRejected:
+            # Not this job's fault: the daemon pauses the queue; the job resumes once the token is fixed.
+            raise
+        except UserError as exc:
+            await self.finish(exc)
+            return JobState.FAILED
+        except Exception as exc:
+            # A bug: the traceback goes to the daemon log only (this line is not bound to the job).
+            logger.error("internal error in job {}: {}", self.job.name, traceback.format_exc())
+            await self.finish(
+                UserError(
+                    f"internal error: {type(exc).__name__}: {_clip(str(exc), 200)}",
+                    "please report it, with the daemon log",
+                    code="internal",
+                )
+            )
+            return JobState.FAILED
+        return JobState.DONE
+
+    async def work(self) -> None:
+        """Every step of the job in order, each skipped when the journal says it is done."""
+        inputs = read_inputs(self.job)
+        # A download a crash interrupted left a hidden partial file: it is fetched again below.
+        self.p.outbox.cleanup_partials(self.job.outbox_dir)
+        run = self.step("run")
+        if run is None:
+            run = {"started_at": now_iso(), "credits_before": None}
+            self.put("run", run)
+            self.log.info(
+                "job started: {} message(s), {} media file(s), export {}",
+                len(inputs.prompt.messages),
+                len(inputs.media),
+                inputs.prompt.options.export,
+            )
+        for rel in inputs.conflicted:
+            self.log.warning("{} is a sync client's conflicted copy: not sent", rel)
+        messages = inputs.prompt.messages
+        if any(self.step(f"message:{i}:sent") is None for i in range(len(messages))):
+            await self.check_credits(run)
+        for replay in range(MAX_SESSION_REPLAYS + 1):
+            try:
+                await self.session(inputs)
+                await self.upload(inputs.media)
+                await self.messages_and_videos(inputs)
+                break
+            except _SessionLost:
+                if replay == MAX_SESSION_REPLAYS:
+                    raise UserError(
+                        "the backend lost the job's session again and again",
+                        f"try again later with `nemowatch retry {self.job.name}`",
+                        code="session_not_found",
+                    ) from None
+                self.log.warning(
+                    "the backend lost session {}: starting a new one and sending the files and messages again",
+                    self.session_id,
+                )
+                # Videos already downloaded stay; everything the backend forgot is replayed.
+                self.journal.delete_steps(self.job.id, ["session"], prefix="upload:")
+                self.journal.delete_steps(self.job.id, prefix="message:")
+        await self.finish()
+
+    # -- credits -----------------------------------------------------------------------------
+
+    async def check_credits(self, run: dict[str, Any]) -> None:
+        """Wait (not fail) when the balance is below ``min_credits``; remember the first balance seen."""
+        credits = await self.retrying("checking credits", self.client.credits)
+        if run.get("credits_before") is None:
+            run = {**run, "credits_before": credits.available}
+            self.put("run", run)
+        if credits.available < self.s.min_credits:
+            raise _WaitForCredits(self.credit_detail(credits.available))
+
+    def credit_detail(self, available: int) -> str:
+        """STATUS.txt's words after "waiting for credits — "."""
+        return f"{available} available, {self.s.min_credits} needed"
+
+    async def out_of_credits(self, exc: OutOfCredits, what: str) -> _WaitForCredits:
+        """The wait that follows a 2001 answer, with the balance as it is now."""
+        self.log.warning("{}", exc)
+        try:
+            available = (await self.client.credits()).available
+        except NemoError:
+            return _WaitForCredits(f"not enough for {what}")
+        if available < self.s.min_credits:
+            return _WaitForCredits(self.credit_detail(available))
+        return _WaitForCredits(f"{available} available, not enough for {what}")
+
+    # -- steps that are safe to repeat -------------------------------------------------------
+
+    async def retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run an idempotent step, waiting out transient failures; 1002 and 2001 go to their handlers."""
+        rate_limited = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await call()
+            except SessionNotFound:
+                raise _SessionLost() from None
+            except RateLimited as exc:
+                # 429: wait and try once more (nemo-api.md), then let it fail the job.
+                if rate_limited:
+                    raise
+                rate_limited = True
+                wait = exc.retry_after if exc.retry_after is not None else self.s.rate_limit_wait_s
+                self.log.warning("rate limited while {}: waiting {:g} s", what, wait)
+                await asyncio.sleep(wait)
+            except (ServerError, BackendUnreachable) as exc:
+                if attempt >= self.s.step_attempts:
+                    raise
+                self.log.warning(
+                    "{} failed ({}); trying again in {:g} s", what, exc, self.s.step_retry_wait_s
+                )
+                await asyncio.sleep(self.s.step_retry_wait_s)
+            except OutOfCredits as exc:
+                raise await self.out_of_credits(exc, what) from None
+
+    async def draft(self) -> Any:
+        """The session's current draft."""
+        state = await self.retrying("reading the session", lambda: self.client.get_state(self.session_id))
+        return state.draft
+
+    # -- session and uploads -----------------------------------------------------------------
+
+    async def session(self, inputs: JobInputs) -> None:
+        """Create the job's session once; later runs reuse the journaled one."""
+        found = self.step("session")
+        if found is None:
+            self.set_state(JobState.UPLOADING, "starting a session")
+            language = inputs.prompt.options.language or self.s.language
+            created = await self.retrying(
+                "creating a session",
+                lambda: self.client.create_session(task_name=self.job.name, language=language),
+            )
+            found = {"task_id": created.task_id, "session_id": created.session_id}
+            self.put("session", found)
+            self.log.info("session {} created", created.session_id)
+        self.task_id, self.session_id = found["task_id"], found["session_id"]
+
+    async def upload(self, media: list[tuple[str, Path]]) -> None:
+        """Upload the media in natural order, skipping what the journal says is already uploaded."""
+        for number, (rel, path) in enumerate(media, start=1):
+            key = f"upload:{rel}"
+            if (self.step(key) or {}).get("done"):
+                continue
+            self.set_state(JobState.UPLOADING, f"{number}/{len(media)} {rel}")
+            # Write-ahead: a crash mid-upload leaves {done: false}, and the file is sent again.
+            self.put(key, {"done": False})
+            await self.retrying(
+                f"uploading {rel}", lambda p=path: self.client.upload_file(self.session_id, p)
+            )
+            self.put(key, {"done": True, "bytes": path.stat().st_size})
+            self.log.info("uploaded {} ({}/{})", rel, number, len(media))
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def messages_and_videos(self, inputs: JobInputs) -> None:
+        messages = inputs.prompt.messages
+        export = inputs.prompt.options.export
+        for index, text in enumerate(messages):
+            await self.message(index, text, len(messages))
+            if export == "each" or index == len(messages) - 1:
+                await self.video(index, video_number(index, export))
+
+    async def message(self, index: int, text: str, total: int) -> None:
+        """Send message ``index`` once, or — when a record says it may have been sent — only recover."""
+        if self.step(f"message:{index}:sent") is not None:
+            return
+        self.set_state(JobState.PROMPTING, f"message {index + 1}/{total}")
+        sending = self.step(f"message:{index}:sending")
+        if sending is not None:
+            self.log.warning("message {} may have reached the backend before a restart: checking", index + 1)
+            await self.recover(index, sending["draft_hash_before"])
+            self.put(f"message:{index}:sent", {"reply": "", "completed": False, "recovered": True})
+            return
+        reply, completed = await self.send(index, text)
+        self.put(f"message:{index}:sent", {"reply": reply, "completed": completed})
+
+    async def send(self, index: int, text: str) -> tuple[str, bool]:
+        """The one place a message goes out; returns (reply, completed)."""
+        key = f"message:{index}:sending"
+        rate_limited = False
+        for attempt in range(1, self.s.step_attempts + 1):
+            before = draft_hash(await self.draft())
+            self.put(key, {"draft_hash_before": before})
+            self.log.info("message {}: {}", index + 1, _clip(text, 200))
+            try:
+                result = await self.client.send_message(self.session_id, text)
+            except SessionNotFound:
+                raise _SessionLost() from None
+            except OutOfCredits as exc:
+                # 2001 comes before any work: the message was not carried out, the re-run sends it.
+                self.journal.delete_steps(self.job.id, [key])
+                raise await self.out_of_credits(exc, f"message {index + 1}") from None
+            except RateLimited as exc:
+                # Refused before any work: safe to send once more after the wait (nemo-api.md).
+                self.journal.delete_steps(self.job.id, [key])
+                if rate_limited:
+                    raise
+                rate_limited = True
+                wait = exc.retry_after if exc.retry_after is not None else self.s.rate_limit_wait_s
+                self.log.warning("rate limited: sending message {} again in {:g} s", index + 1, wait)
+                await asyncio.sleep(wait)
+                continue
+            except BackendUnreachable as exc:
+                # The client raises this only when no connection was ever made: nothing was sent.
+                self.journal.delete_steps(self.job.id, [key])
+                if attempt >= self.s.step_attempts:
+                    raise
+                self.log.warning("{}; trying again in {:g} s", exc, self.s.step_retry_wait_s)
+                await asyncio.sleep(self.s.step_retry_wait_s)
+                continue
+            except ServerError as exc:
+                # The request may have reached the backend: never send again, only look.
+                self.log.warning("message {}: the connection failed ({})", index + 1, exc)
+                await self.recover(index, before)
+                return "", False
+            self.p.checkpoint(f"message:{index}:returned")
+            if result.error:
+                self.log.warning("message {}: the backend reported an error: {}", index + 1, result.error)
+                await self.recover(index, before, reported=result.error)
+                return result.text, False
+            if not result.completed:
+                self.log.warning("message {}: the stream dropped before the reply ended", index + 1)
+                await self.recover(index, before)
+                return result.text, False
+            if not result.text.strip():
+                self.log.info("message {}: no reply text; reading the session state", index + 1)
+                await self.settle(before)
+            else:
+                self.log.info("reply {}: {}", index + 1, _clip(result.text, 500))
+            return result.text, True
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def recover(self, index: int, before: str, reported: str | None = None) -> None:
+        """After a dropped stream, an error frame or a restart: read the state until the message's
+        effect shows, never sending it again (nemo-api.md's recovery schedule)."""
+        s = self.s
+        self.set_detail(f"message {index + 1}: waiting for the backend to confirm it")
+        for read in range(s.recovery_reads):
+            await asyncio.sleep(s.recovery_first_wait_s if read == 0 else s.recovery_wait_s)
+            now = draft_hash(await self.draft())
+            if now != before:
+                self.log.info("message {}: the session changed, carrying on", index + 1)
+                await self.settle(before, now)
+                return
+            self.log.info("message {}: no change yet ({}/{})", index + 1, read + 1, s.recovery_reads)
+        what = f"the backend did not confirm message {index + 1}"
+        if reported:
+            what += f" (it reported: {_clip(reported, 200)})"
+        raise UserError(
+            what,
+            f"nothing was sent twice — run `nemowatch retry {self.job.name}` to send it again",
+            code="message_unconfirmed",
+        )
+
+    async def settle(self, before: str, current: str | None = None) -> None:
+        """Wait until the draft has changed from ``before`` and then stopped changing."""
+        s = self.s
+        stable = 0
+        for _ in range(s.settle_max_reads):
+            await asyncio.sleep(s.settle_wait_s)
+            now = draft_hash(await self.draft())
+            stable = stable + 1 if now == current and now != before else 0
+            current = now
+            if stable >= s.settle_reads - 1 and now != before:
+                return
+        self.log.warning("the session's draft did not settle; carrying on with what is there")
+
+    # -- renders and downloads ---------------------------------------------------------------
+
+    async def video(self, index: int, number: int | None) -> None:
+        """Export the draft as it stands after message ``index`` and place it in the outbox."""
+        if self.step(f"download:{index}") is not None:
+            return
+        done = self.step(f"render:{index}:done")
+        if done is None:
+            done = await self.render(index, number)
+        await self.download(index, number, done)
+
+    async def render(self, index: int, number: int | None) -> dict[str, Any]:
+        """Submit (or resume) the render of step ``index`` and poll it to the end; one resubmit on failure."""
+        while True:
+            render_id = await self.resume_render(index) or await self.submit(index, number)
+            status = await self.poll(render_id, number)
+            if status.status == "completed":
+                done = {"render_id": render_id, "url": status.url}
+                self.put(f"render:{index}:done", done)
+                return done
+            reason = status.error or "no reason given"
+            if self.step(f"render:{index}:failed") is not None:
+                raise UserError(
+                    f"the backend could not render {self.video_label(number)} twice ({_clip(reason, 200)})",
+                    f"run `nemowatch retry {self.job.name}` to try again later",
+                    code="render_failed",
+                )
+            self.log.warning("render {} failed ({}); submitting it once more", render_id, reason)
+            self.put(f"render:{index}:failed", {"render_id": render_id, "error": reason})
+            self.journal.delete_steps(
+                self.job.id, [f"render:{index}:submitting", f"render:{index}:submitted"]
+            )
+
+    def video_label(self, number: int | None) -> str:
+        return "the video" if number is None else f"video {number}"
+
+    async def resume_render(self, index: int) -> str | None:
+        """The render id a previous run started for this step, if the backend knows it."""
+        submitted = self.step(f"render:{index}:submitted")
+        if submitted is not None:
+            return str(submitted["render_id"])
+        submitting = self.step(f"render:{index}:submitting")
+        if submitting is None:
+            return None
+        render_id = str(submitting["render_id"])
+        try:
+            await self.retrying("checking an earlier render", lambda: self.client.render_status(render_id))
+        except (_SessionLost, NemoError) as exc:
+            # Only "not found" proves the submit never landed; anything else must not lead to a second render.
+            if isinstance(exc, NemoError) and exc.http_status != 404:
+                raise
+            self.log.info("render {} never reached the backend: submitting it now", render_id)
+            return None
+        self.log.info("render {} was already submitted: following it", render_id)
+        self.put(
+            f"render:{index}:submitted", {"render_id": render_id, "timeline": submitting.get("timeline")}
+        )
+        return render_id
+
+    async def submit(self, index: int, number: int | None) -> str:
+        """Check the draft can be exported, then submit it (each id journaled before it is sent)."""
+        self.set_state(JobState.RENDERING, "checking the timeline")
+        draft = await self.draft()
+        if not drafts.is_ready_for_export(draft):
+            reply = (self.step(f"message:{index}:sent") or {}).get("reply") or ""
+            said = f'; it replied: "{_clip(reply, 300)}"' if reply.strip() else "; it gave no reply"
+            raise UserError(
+                f"the backend made no timeline to export after message {index + 1}{said}",
+                f"say more plainly what the video should show in prompt.txt, then run `nemowatch retry {self.job.name}`",
+                code="not_ready_for_export",
+            )
+        timeline = drafts.timeline_summary(draft)
+        self.log.info("{}", timeline)
+
+        def before_submit(render_id: str) -> None:
+            self.put(f"render:{index}:submitting", {"render_id": render_id, "timeline": timeline})
+
+        self.set_state(JobState.RENDERING, "submitting")
+        try:
+            render_id = await self.client.submit_render(self.session_id, draft, before_submit=before_submit)
+        except SessionNotFound:
+            raise _SessionLost() from None
+        except OutOfCredits as exc:
+            raise await self.out_of_credits(exc, f"rendering {self.video_label(number)}") from None
+        except (ServerError, BackendUnreachable, RateLimited) as exc:
+            # The submit may have landed: the next run asks render_status before submitting again.
+            raise UserError(
+                f"the backend did not accept the render of {self.video_label(number)} ({exc.message})",
+                f"run `nemowatch retry {self.job.name}` once the backend is reachable again",
+                code=exc.code,
+            ) from None
+        self.p.checkpoint(f"render:{index}:returned")
+        self.put(f"render:{index}:submitted", {"render_id": render_id, "timeline": timeline})
+        self.log.info("render {} submitted", render_id)
+        return render_id
+
+    async def poll(self, render_id: str, number: int | None) -> Any:
+        """Poll until the render completes or fails, showing its progress in STATUS.txt."""
+        label = "" if number is None else f"video {number}: "
+        while True:
+            status = await self.retrying("checking the render", lambda: self.client.render_status(render_id))
+            if status.status in ("completed", "failed"):
+                return status
+            progress = status.progress
+            if progress is not None:
+                percent = progress * 100 if progress <= 1 else progress
+                self.set_state(JobState.RENDERING, f"{label}{int(percent)}%")
+            else:
+                self.set_state(JobState.RENDERING, f"{label}{status.status}")
+            await asyncio.sleep(self.s.poll_interval_s)
+
+    async def download(self, index: int, number: int | None, done: dict[str, Any]) -> None:
+        """Download the render next to the outbox, then rename it into place complete."""
+        name = video_file_name(self.job.name, number)
+        self.set_state(JobState.DOWNLOADING, name)
+        temp = self.p.outbox.video_temp(self.job.outbox_dir, name)
+        await self.retrying(
+            f"downloading {name}",
+            lambda: self.client.download_render(done["render_id"], temp, url=done.get("url")),
+        )
+        final = self.p.outbox.place_video(self.job.outbox_dir, temp, name)
+        facts = await asyncio.to_thread(measure_video, final)
+        self.put(
+            f"download:{index}",
+            {
+                "file": final.name,
+                "width": facts.width,
+                "height": facts.height,
+                "duration_s": facts.duration_s,
+                "bytes": facts.bytes,
+            },
+        )
+        self.log.info(
+            "video {} written ({}x{}, {:.1f} s, {:.1f} MB)",
+            final.name,
+            facts.width,
+            facts.height,
+            facts.duration_s,
+            facts.bytes / 1e6,
+        )
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def move_inputs(self) -> Path | None:
+        """Move the job's files to ``outbox/<job>/inputs/`` (once) and journal where they are."""
+        inputs = self.job.outbox_dir / "inputs"
+        if self.job.files_dir == inputs or self.job.files_dir.is_relative_to(inputs):
+            return self.job.files_dir
+        try:
+            if self.job.files_dir.exists():
+                moved = self.p.outbox.move_inputs(self.job.files_dir, self.job.outbox_dir)
+            elif inputs.exists():
+                moved = inputs  # moved before a crash, not yet journaled
+            else:
+                return None
+        except OSError as exc:
+            self.log.warning("could not move the job's files to {}: {}", inputs, exc)
+            return None
+        self.journal.set_files_dir(self.job.id, moved)
+        self.job = self.journal.get(self.job.id)
+        return moved
+
+    async def finish(self, failure: UserError | None = None) -> None:
+        """Move the inputs, write result.json (and FAILED.txt), then set the final state last."""
+        inputs = self.move_inputs()
+        error = None
+        if failure is not None:
+            error = {"code": failure.code, "message": failure.message, "hint": failure.hint}
+        result = build_result(
+            self.job,
+            self.journal.steps(self.job.id),
+            status="failed" if failure else "done",
+            backend=self.s.backend,
+            project_url=await self.quietly(self.project_url()),
+            credits_after=await self.quietly(self.credits_now()),
+            finished_at=now_iso(),
+            error=error,
+        )
+        if failure is not None:
+            self.p.outbox.write_failed(self.job.outbox_dir, failure, inputs=inputs)
+        self.p.outbox.write_result(self.job.outbox_dir, result)
+        self.put("outbox", {"written": True})
+        if failure is None:
+            # A retried job that succeeds must not keep the FAILED.txt of its earlier attempt.
+            (self.job.outbox_dir / FAILED_FILE).unlink(missing_ok=True)
+            self.log.info("done: {}", ", ".join(video["file"] for video in result["videos"]))
+            self.set_state(JobState.DONE)
+        else:
+            self.log.error("failed: {}", failure)
+            self.set_state(JobState.FAILED, _clip(str(failure), 300), error=error)
+
+    async def project_url(self) -> str | None:
+        """The browser link to the project (the claim link), when there is a session."""
+        if not self.session_id:
+            return None
+        return await self.client.project_link(self.task_id, self.session_id)
+
+    async def credits_now(self) -> int | None:
+        return (await self.client.credits()).available
+
+    async def quietly(self, call: Awaitable[T]) -> T | None:
+        """A nice-to-have fact for result.json: None when the backend cannot give it soon."""
+        try:
+            return await asyncio.wait_for(call, FACT_TIMEOUT_S)
+        except Exception as exc:
+            self.log.debug("left out of result.json: {}", exc)
+            return None

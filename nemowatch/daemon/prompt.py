@@ -1,0 +1,141 @@
+"""Reading a job's words: prompt.txt (split into messages) and the optional job.toml overrides."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nemowatch.errors import UserError
+
+OPTIONS_FILE = "job.toml"
+ASPECTS = ("16:9", "9:16", "1:1")
+EXPORTS = ("last", "each")
+# A longer video than this is almost certainly a typo (minutes for seconds).
+MAX_DURATION_S = 3600
+
+# A line holding only "---" (surrounding spaces allowed) separates two messages.
+_SEPARATOR = re.compile(r"^[ \t]*---[ \t]*$", re.MULTILINE)
+_EXAMPLE = '"a 20-second montage of these photos with calm music and the title Summer"'
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Per-job overrides from job.toml; None means "use the daemon's setting"."""
+
+    language: str | None = None
+    aspect: str | None = None
+    duration_s: float | None = None
+    export: str = "last"
+
+    def sentence(self) -> str:
+        """What the overrides ask of the video, in words appended to the first message."""
+        parts = []
+        if self.aspect:
+            parts.append(f"Aspect {self.aspect}.")
+        if self.duration_s is not None:
+            secs = self.duration_s
+            shown = str(int(secs)) if secs == int(secs) else f"{secs:g}"
+            parts.append(f"Duration {shown} seconds.")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class JobPrompt:
+    """The messages to send, in order (overrides already applied), and the options."""
+
+    messages: list[str]
+    options: JobOptions = field(default_factory=JobOptions)
+
+
+def split_messages(text: str) -> list[str]:
+    """The messages in a prompt: the text split at ``---`` lines, blank parts dropped."""
+    parts = (part.strip() for part in _SEPARATOR.split(text.replace("\r\n", "\n").replace("\r", "\n")))
+    return [part for part in parts if part]
+
+
+def read_prompt(path: Path) -> list[str]:
+    """Read prompt.txt (UTF-8, a BOM is fine) into its messages; a UserError when it says nothing."""
+    name = path.name
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(
+            f"{name} is missing", "put a prompt.txt saying what the video should be in the job folder"
+        ) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(
+            f"{name} is not UTF-8 text", "save it as UTF-8 and run `nemowatch retry` on the job"
+        ) from None
+    messages = split_messages(text)
+    if not messages:
+        raise UserError(f"{name} is empty", f"write what the video should be, e.g. {_EXAMPLE}")
+    return messages
+
+
+def _option_error(key: str, why: str) -> UserError:
+    return UserError(
+        f"{OPTIONS_FILE}: `{key}` {why}", f"fix or remove that line in {OPTIONS_FILE} and retry the job"
+    )
+
+
+def parse_options(data: dict[str, Any]) -> JobOptions:
+    """Validate job.toml's table; every problem names the key and what it must be."""
+    known = ("language", "aspect", "duration_s", "export")
+    for key in data:
+        if key not in known:
+            raise _option_error(key, f"is not a known key; {OPTIONS_FILE} takes {', '.join(known)}")
+    language = data.get("language")
+    if language is not None and (not isinstance(language, str) or not language.strip()):
+        raise _option_error("language", 'must be a language code in quotes, like "en"')
+    aspect = data.get("aspect")
+    if aspect is not None and aspect not in ASPECTS:
+        choices = ", ".join(f'"{a}"' for a in ASPECTS)
+        raise _option_error("aspect", f"must be one of {choices}, not {aspect!r}")
+    duration = data.get("duration_s")
+    if duration is not None:
+        ok = isinstance(duration, int | float) and not isinstance(duration, bool)
+        if not ok or not 0 < duration <= MAX_DURATION_S:
+            raise _option_error("duration_s", f"must be a number of seconds above 0, not {duration!r}")
+        duration = float(duration)
+    export = data.get("export", "last")
+    if export not in EXPORTS:
+        raise _option_error(
+            "export", f'must be "last" (one video) or "each" (a video after every message), not {export!r}'
+        )
+    return JobOptions(
+        language=language.strip() if isinstance(language, str) else None,
+        aspect=aspect,
+        duration_s=duration,
+        export=export,
+    )
+
+
+def read_options(path: Path) -> JobOptions:
+    """Read job.toml when it exists; defaults otherwise."""
+    if not path.exists():
+        return JobOptions()
+    try:
+        data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise UserError(f"{OPTIONS_FILE} is not UTF-8 text", "save it as UTF-8 and retry the job") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(
+            f"{OPTIONS_FILE} is not valid TOML ({exc})",
+            f'write it like `aspect = "9:16"` one key a line, or delete {OPTIONS_FILE}',
+        ) from None
+    return parse_options(data)
+
+
+def load_job_prompt(prompt: Path, job_toml: Path | None = None) -> JobPrompt:
+    """The job's messages with the job.toml overrides applied to the first one."""
+    messages = read_prompt(prompt)
+    options = read_options(job_toml) if job_toml is not None else JobOptions()
+    sentence = options.sentence()
+    if sentence:
+        messages[0] = f"{messages[0]}\n\n{sentence}"
+    return JobPrompt(messages=messages, options=options)

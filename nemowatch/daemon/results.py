@@ -1,0 +1,116 @@
+"""What a job leaves for people and scripts: result.json built from its journal steps, and video facts.
+
+Everything here is derived from the journal, so a resumed job writes the same
+result as one that ran straight through.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nemowatch.daemon.journal import JobRecord
+
+_SIZE = re.compile(r"Stream #\S+.*?Video:.*?[, ](\d{2,5})x(\d{2,5})[, \[]")
+_DURATION = re.compile(r"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    """What result.json says about one video: its size in pixels, length and bytes."""
+
+    width: int
+    height: int
+    duration_s: float
+    bytes: int
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary imageio-ffmpeg ships (there is no ffprobe)."""
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def measure_video(path: Path) -> VideoFacts:
+    """Width, height and duration of an MP4 from ``ffmpeg -i`` (0 when ffmpeg cannot tell)."""
+    size = path.stat().st_size
+    try:
+        # `ffmpeg -i` without an output prints the container's facts to stderr and exits 1.
+        probe = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60
+        )
+        text = probe.stderr
+    except (OSError, subprocess.SubprocessError):
+        text = ""
+    width = height = 0
+    if found := _SIZE.search(text):
+        width, height = int(found.group(1)), int(found.group(2))
+    duration = 0.0
+    if found := _DURATION.search(text):
+        hours, minutes, seconds = found.groups()
+        duration = round(int(hours) * 3600 + int(minutes) * 60 + float(seconds), 2)
+    return VideoFacts(width=width, height=height, duration_s=duration, bytes=size)
+
+
+def video_number(index: int, export: str) -> int | None:
+    """The number in a video's file name: ``<job>-<n>.mp4`` with export="each", none for one video."""
+    return index + 1 if export == "each" else None
+
+
+def video_file_name(job_name: str, number: int | None) -> str:
+    """``<job>.mp4``, or ``<job>-<n>.mp4`` for one of several videos."""
+    return f"{job_name}.mp4" if number is None else f"{job_name}-{number}.mp4"
+
+
+def _indexed(steps: dict[str, dict[str, Any]], prefix: str, suffix: str = "") -> list[dict[str, Any]]:
+    """Step values whose key is ``<prefix><i><suffix>``, in the order of ``i``."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    for key, value in steps.items():
+        if not (key.startswith(prefix) and key.endswith(suffix)):
+            continue
+        middle = key[len(prefix) : len(key) - len(suffix)]
+        if middle.isdigit():
+            found.append((int(middle), value))
+    return [value for _, value in sorted(found, key=lambda item: item[0])]
+
+
+def build_result(
+    job: JobRecord,
+    steps: dict[str, dict[str, Any]],
+    *,
+    status: str,
+    backend: str,
+    project_url: str | None,
+    credits_after: int | None,
+    finished_at: str,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """result.json for a finished job, from its journal steps (the contract's keys, always all present)."""
+    session = steps.get("session") or {}
+    run = steps.get("run") or {}
+    renders = _indexed(steps, "render:", ":submitted")
+    result: dict[str, Any] = {
+        "job": job.name,
+        "status": status,
+        "backend": backend,
+        "session_id": session.get("session_id"),
+        "task_id": session.get("task_id"),
+        "videos": [
+            {key: video.get(key) for key in ("file", "width", "height", "duration_s", "bytes")}
+            for video in _indexed(steps, "download:")
+        ],
+        "timeline": renders[-1].get("timeline") if renders else None,
+        "messages": [sent.get("reply", "") for sent in _indexed(steps, "message:", ":sent")],
+        "project_url": project_url,
+        "credits": {"before": run.get("credits_before"), "after": credits_after},
+        "started_at": run.get("started_at") or job.created_at,
+        "finished_at": finished_at,
+        "attempt": job.attempt,
+    }
+    if error is not None:
+        result["error"] = {key: error.get(key, "") for key in ("code", "message", "hint")}
+    return result

@@ -1,0 +1,547 @@
+"""The daemon: watch the inbox, claim ready jobs, run at most ``max_concurrent`` pipelines, stop cleanly.
+
+The loop, in the order :meth:`Daemon.main` runs it:
+
+1. open the journal and the backend, start the scheduler (token, credits, housekeeping);
+2. finish an intake a crash interrupted, then resume every unfinished job (they come first:
+   the journal is read oldest job first);
+3. watch the inbox (``run``) or scan it once (``once``); ready jobs are claimed by a single
+   intake task and land in the journal as ``queued``;
+4. every tick (an event, or every ``TICK_S`` for jobs another process requeued with
+   ``nemowatch retry``) start pipelines for queued and unfinished jobs while slots are free;
+5. SIGTERM/SIGINT: take no new job, cancel the pipelines (each step they finished is already
+   in the journal — that is the checkpoint), stop the watcher, the scheduler and the backend.
+
+``once`` stops taking jobs after its single scan and exits when nothing it can do is left:
+0 when every job it ran is done, 1 when one failed or still waits for credits after
+``ONCE_CREDIT_CHECKS`` credit checks (it says so plainly; `nemowatch run` would keep waiting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from loguru import logger
+
+from nemowatch.api.errors import TokenRejected
+from nemowatch.config import Config, ConfigError
+from nemowatch.daemon import facts
+from nemowatch.daemon.backend import open_backend
+from nemowatch.daemon.inbox import InboxWatcher, check_layout
+from nemowatch.daemon.intake import Intake
+from nemowatch.daemon.jobscan import inbox_candidates, scan_job
+from nemowatch.daemon.journal import JobRecord, Journal, journal_path
+from nemowatch.daemon.notify import Notifier, describe_queue
+from nemowatch.daemon.outbox import Outbox
+from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
+from nemowatch.daemon.schedule import PAUSED_TOKEN, Scheduler
+from nemowatch.errors import UserError
+from nemowatch.logs import add_job_sink, setup_logging
+from nemowatch.states import JobState
+
+# How often the loop looks at the journal without being woken (picks up `nemowatch retry`).
+TICK_S = 2.0
+# How long a stop waits for cancelled pipelines to unwind before leaving them to the journal.
+STOP_GRACE_S = 5.0
+# `once` with jobs waiting for credits: check this often, this many times, then give up (exit 1).
+ONCE_CREDITS_EVERY_S = 10.0
+ONCE_CREDIT_CHECKS = 3
+# Working states a pipeline is started (or resumed) for; waiting_credits needs a release first.
+RUNNABLE = (JobState.QUEUED, JobState.UPLOADING, JobState.PROMPTING, JobState.RENDERING, JobState.DOWNLOADING)
+# Test hooks, read here and nowhere else. CRASH_AT: SIGKILL the daemon right after a journal write
+# whose key starts with this value is committed. FAST_WAITS: shrink the pipeline's recovery and
+# retry waits (30 s, 60 s … in production, as nemo-api.md asks) so crash tests finish in seconds.
+CRASH_ENV = "NEMOWATCH_TEST_CRASH_AT"
+FAST_WAITS_ENV = "NEMOWATCH_TEST_FAST_WAITS"
+
+
+class CrashHook:
+    """The crash-test hook: SIGKILL this process right after the chosen record is committed.
+
+    Keys: a step key (``message:0:sending``, or the pipeline's ``message:0:returned``),
+    ``state:<state>`` for a job state change, ``intake:<stage>`` for the intake's write-ahead
+    records (``intake:intent``, ``intake:reserved``, ``intake:claimed``, ``intake:done``). Inactive (``None``) unless
+    the variable is set: production never pays for it beyond one ``startswith``.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    @classmethod
+    def from_env(cls) -> CrashHook | None:
+        prefix = os.environ.get(CRASH_ENV, "")
+        return cls(prefix) if prefix else None
+
+    def __call__(self, key: str) -> None:
+        if key.startswith(self.prefix):
+            logger.warning("test hook: crashing right after {}", key)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashingJournal(Journal):
+    """The journal with the crash hook called after each committed state change and intake record."""
+
+    def __init__(self, path: Path, hook: CrashHook) -> None:
+        super().__init__(path)
+        self.hook = hook
+
+    def set_state(
+        self, job_id: int, state: JobState, detail: str = "", error: dict[str, Any] | None = None
+    ) -> None:
+        super().set_state(job_id, state, detail, error)
+        self.hook(f"state:{JobState(state).value}")
+
+    def put_meta(self, key: str, value: Any) -> None:
+        super().put_meta(key, value)
+        if key == facts.INTAKE:
+            stage = "done" if value is None else value.get("stage", "intent")
+            self.hook(f"intake:{stage}")
+
+
+def pipeline_settings(cfg: Config) -> PipelineSettings:
+    """The pipeline's settings from the config (with the fast-waits test hook, when set)."""
+    settings = PipelineSettings.from_config(cfg)
+    if os.environ.get(FAST_WAITS_ENV):
+        settings = dataclasses.replace(
+            settings,
+            recovery_first_wait_s=0.5,
+            recovery_wait_s=0.5,
+            settle_wait_s=0.3,
+            step_retry_wait_s=0.2,
+            rate_limit_wait_s=0.2,
+        )
+    return settings
+
+
+def _lock_state(state: Path) -> IO[str]:
+    """Hold an exclusive lock on the state folder: two daemons on one journal would run jobs twice."""
+    handle = (state / "daemon.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(
+            f"another nemowatch daemon is already using {state}",
+            "stop it first (`nemowatch status` shows its pid), or give this one another state folder",
+            code="already_running",
+        ) from None
+    return handle
+
+
+class Daemon:
+    """One run of the daemon (``run`` or ``once``) over one journal."""
+
+    def __init__(self, cfg: Config, *, once: bool) -> None:
+        self.cfg = cfg
+        self.once = once
+        self.work_root = cfg.state / "work"
+        # Steps reach the hook through the pipeline's checkpoint seam, states and intake through the journal.
+        self.crash_hook = CrashHook.from_env()
+        path = journal_path(cfg.state)
+        self.journal = CrashingJournal(path, self.crash_hook) if self.crash_hook else Journal(path)
+        self.outbox = Outbox(cfg.outbox)
+        self.intake = Intake(self.journal, self.outbox, self.work_root)
+        self.notifier = Notifier.from_env()
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self.released: set[int] = set()  # waiting_credits jobs the last credit check let go
+        self.outcomes: dict[int, JobState] = {}  # what every pipeline this run started ended in
+        self.paused: str | None = None
+        self.held: set[int] = set()  # jobs a bug stopped: not started again before a restart
+        self.watcher: InboxWatcher | None = None
+        self.scheduler: Scheduler | None = None
+        self.pipeline: Pipeline | None = None
+        self._ready: asyncio.Queue[Path] = asyncio.Queue()
+        self._intake_busy = False
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._status = ""
+        self._credit_checks_at_wait: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: dict[str, Any] | None = None  # the last run's daemon fact
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def main(self) -> int:
+        """Run until stopped (``run``) or until every job is finished (``once``); the exit status."""
+        loop = self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        watchdog = self.notifier.start_watchdog(loop)
+        self.journal.put_meta(facts.PAUSED, None)
+        self._previous = self.journal.get_meta(facts.DAEMON)
+        self._write_daemon_fact(started=True)
+        intake_task: asyncio.Task[None] | None = None
+        try:
+            async with open_backend(self.cfg) as client:
+                self.pipeline = Pipeline(
+                    self.journal,
+                    client,
+                    self.outbox,
+                    pipeline_settings(self.cfg),
+                    checkpoint=self.crash_hook,
+                )
+                self.scheduler = Scheduler(
+                    self.journal,
+                    client,
+                    min_credits=self.cfg.min_credits,
+                    housekeeping=self.intake.housekeeping,
+                    on_credits=self._on_credits,
+                    on_pause=self.pause,
+                    heartbeat=self._heartbeat,
+                    credits_every_s=ONCE_CREDITS_EVERY_S if self.once else 300.0,
+                )
+                self.scheduler.start()
+                await self.scheduler.prime()
+                # A crash mid-claim first, then every unfinished job, before anything new.
+                await asyncio.to_thread(self.intake.recover)
+                await asyncio.to_thread(self._reconcile_status)
+                self._log_resumed()
+                intake_task = asyncio.create_task(self._intake_loop(), name="intake")
+                if self.once:
+                    self._scan_once()
+                else:
+                    await self._start_watcher(loop)
+                self.notifier.ready()
+                await self._serve()
+                await self._drain()
+                intake_task.cancel()
+        finally:
+            if intake_task is not None:
+                intake_task.cancel()
+            self.notifier.stopping()
+            if self.scheduler is not None:
+                self.scheduler.shutdown()
+            if self.watcher is not None:
+                await self.watcher.stop()
+            if watchdog is not None:
+                watchdog.cancel()
+            self._write_daemon_fact(stopped=True)
+            self.notifier.close()
+        return self._exit_status()
+
+    async def _serve(self) -> None:
+        """Start pipelines while slots are free, until a stop (or, in ``once``, until nothing is left)."""
+        published = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            # With every slot busy there is nothing to start: skip reading the queue (hundreds of
+            # queued jobs would be read at every wake-up) unless the STATUS= line is due.
+            if len(self.running) < self.cfg.max_concurrent or now - published >= TICK_S:
+                jobs = self.journal.jobs([*RUNNABLE, JobState.WAITING_CREDITS])
+                self._launch(jobs)
+                if now - published >= TICK_S or not self.running:
+                    self._publish(jobs)
+                    published = now
+                if self.once and self._once_finished(jobs):
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=TICK_S)
+            self._wake.clear()
+
+    def _launch(self, jobs: Iterable[JobRecord]) -> None:
+        """Start a pipeline for each runnable job, oldest first, up to ``max_concurrent`` at once."""
+        if self.paused or self._stop.is_set():
+            return
+        for record in jobs:
+            if len(self.running) >= self.cfg.max_concurrent:
+                return
+            if record.id in self.running or record.id in self.held:
+                continue
+            if record.state is JobState.WAITING_CREDITS:
+                if record.id not in self.released:
+                    continue
+                self.released.discard(record.id)
+            self.running[record.id] = asyncio.create_task(self._run_job(record), name=f"job-{record.name}")
+
+    async def _run_job(self, record: JobRecord) -> None:
+        """One pipeline run with the job's own log sink; the outcome is kept for ``once``'s exit status."""
+        assert self.pipeline is not None
+        sink = add_job_sink(record.name, record.outbox_dir / "job.log")
+        state: JobState | None = None
+        try:
+            if record.state is not JobState.QUEUED:
+                logger.bind(job=record.name).info("resuming where the job stood: {}", record.state.human)
+            state = await self.pipeline.run(record.id)
+        except TokenRejected:
+            self.pause(PAUSED_TOKEN)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The pipeline turns job errors into FAILED itself, so this is a bug: keep serving the
+            # other jobs, and do not start this one again before a restart (no hot loop).
+            self.held.add(record.id)
+            logger.opt(exception=exc).error("job {} stopped: {}; it resumes on restart", record.name, exc)
+            state = JobState.FAILED
+        finally:
+            logger.remove(sink)
+            self.running.pop(record.id, None)
+            self._wake.set()
+        if (
+            state is JobState.FAILED
+            and (self.journal.get(record.id).error or {}).get("code") == "token_rejected"
+        ):
+            # No job can succeed with a rejected token: hold the queue instead of failing the next ones.
+            self.pause(PAUSED_TOKEN)
+        if state is not None and state.is_finished:
+            # The files now live in outbox/<job>/inputs: the emptied claim folder can go.
+            self.intake.release(record.files_dir)
+        if state is not None:
+            self.outcomes[record.id] = state
+            if state is JobState.WAITING_CREDITS and self.scheduler is not None:
+                self.scheduler.check_credits_soon()
+
+    async def _drain(self) -> None:
+        """Cancel the pipelines still running and give them a moment to unwind."""
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            logger.info("handing {} running job(s) back to the journal; a restart resumes them", len(tasks))
+            await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+
+    def request_stop(self, sig: signal.Signals | None = None) -> None:
+        """SIGTERM/SIGINT: stop taking jobs and leave the loop."""
+        if not self._stop.is_set():
+            name = sig.name if sig is not None else "stop"
+            logger.info("{}: stopping (unfinished jobs resume on the next start)", name)
+            self.notifier.stopping()
+        self._stop.set()
+        self._wake.set()
+
+    def pause(self, reason: str) -> None:
+        """Hold the queue (the token was rejected): no job starts until a restart with a valid token."""
+        self.paused = reason
+        self.journal.put_meta(facts.PAUSED, reason)
+        self.notifier.status(reason)
+        if self.once:
+            self.request_stop()
+
+    # -- intake ------------------------------------------------------------------------------
+
+    def _on_ready(self, path: Path) -> None:
+        """The watcher's callback; may come from its thread, so it only hands the path to the loop."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop or self._loop is None:
+            self._ready.put_nowait(path)
+        else:
+            self._loop.call_soon_threadsafe(self._ready.put_nowait, path)
+
+    async def _intake_loop(self) -> None:
+        """Claim ready jobs one at a time (in a thread: a copy across file systems may take a while)."""
+        while True:
+            path = await self._ready.get()
+            if self._stop.is_set():
+                continue
+            self._intake_busy = True
+            try:
+                await asyncio.to_thread(self.intake.take, path)
+            except UserError as exc:
+                logger.error("could not take {} from the inbox: {}", path.name, exc)
+            except OSError as exc:
+                logger.error("could not take {} from the inbox ({}); it stays there", path.name, exc)
+            finally:
+                self._intake_busy = self._ready.qsize() > 0
+                self._wake.set()
+
+    def _scan_once(self) -> None:
+        """``once``: every complete job now in the inbox is ready; incomplete ones are named and left."""
+        pending: dict[str, str] = {}
+        for path in inbox_candidates(self.cfg.inbox):
+            try:
+                scan = scan_job(path)
+            except FileNotFoundError:
+                continue
+            reason = scan.waiting_reason
+            if reason is None:
+                self._intake_busy = True
+                self._ready.put_nowait(path)
+            elif path.is_dir():
+                pending[path.name] = reason
+                logger.warning("{} is not taken: {}", path.name, reason)
+        self.journal.put_meta(facts.INBOX, {"pending": pending, "orphans": [], "scanned_at": facts.stamp()})
+
+    async def _start_watcher(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.watcher = InboxWatcher(
+            self.cfg.inbox,
+            settle_s=self.cfg.settle_s,
+            polling=self.cfg.polling,
+            poll_interval_s=self.cfg.poll_interval_s,
+            rescan_s=self.cfg.rescan_s,
+            on_ready=self._on_ready,
+            loop=loop,
+        )
+        await self.watcher.start()
+        logger.info(
+            "watching {} — drop a job folder there (photos, clips, music and a prompt.txt); it starts once"
+            " nothing in it changed for {:g} s, and the video appears in {}",
+            self.cfg.inbox,
+            self.cfg.settle_s,
+            self.cfg.outbox,
+        )
+        sample = Path("samples") / "promo"
+        if (sample / "prompt.txt").is_file():
+            # Run from a checkout: point at the sample job, the quickest way to see a result.
+            logger.info(
+                "to try it: cp -r {} {}/ — {}/promo/promo.mp4 follows in about a minute",
+                sample,
+                self.cfg.inbox,
+                self.cfg.outbox,
+            )
+
+    # -- credits and status ------------------------------------------------------------------
+
+    def _on_credits(self, available: int) -> None:
+        """After each credit check: release the waiting jobs when the balance suffices."""
+        if available >= self.cfg.min_credits:
+            waiting = {record.id for record in self.journal.jobs([JobState.WAITING_CREDITS])}
+            if waiting - self.released:
+                logger.info(
+                    "credits are back ({} available): resuming {} waiting job(s)", available, len(waiting)
+                )
+            self.released |= waiting
+        self._wake.set()
+
+    def _once_finished(self, jobs: list[JobRecord]) -> bool:
+        """``once`` is done when nothing runs, nothing waits to be claimed and nothing runnable is left."""
+        if self.running or self._intake_busy or not self._ready.empty():
+            return False
+        if not self.paused and any(r.state in RUNNABLE and r.id not in self.held for r in jobs):
+            return False
+        waiting = [record for record in jobs if record.state is JobState.WAITING_CREDITS]
+        if not waiting or self.paused:
+            return True
+        if any(record.id in self.released for record in waiting):
+            return False
+        assert self.scheduler is not None
+        if self._credit_checks_at_wait is None:
+            self._credit_checks_at_wait = self.scheduler.credit_checks
+        if self.scheduler.credit_checks - self._credit_checks_at_wait < ONCE_CREDIT_CHECKS:
+            return False
+        names = ", ".join(record.name for record in waiting)
+        logger.error(
+            "{} still waiting for credits after {} checks: {}; top up your credits and run again"
+            " (`nemowatch run` keeps waiting instead)",
+            "a job is" if len(waiting) == 1 else f"{len(waiting)} jobs are",
+            ONCE_CREDIT_CHECKS,
+            names,
+        )
+        for record in waiting:
+            self.outcomes[record.id] = JobState.WAITING_CREDITS
+        return True
+
+    def _exit_status(self) -> int:
+        if self.once and (self.paused or any(state is not JobState.DONE for state in self.outcomes.values())):
+            return 1
+        return 0
+
+    def _publish(self, jobs: list[JobRecord]) -> None:
+        """Tell systemd (STATUS=) what the queue holds, when that changed."""
+        counts: dict[JobState, int] = {}
+        for record in jobs:
+            counts[record.state] = counts.get(record.state, 0) + 1
+        text = self.paused or describe_queue(counts, self.cfg.inbox)
+        if text != self._status:
+            self._status = text
+            self.notifier.status(text)
+
+    def _heartbeat(self) -> None:
+        """Every ``facts.HEARTBEAT_S``: prove liveness and record the folders the inbox is waiting on."""
+        self._write_daemon_fact()
+        if self.watcher is not None:
+            pending = {item["name"]: item["reason"] for item in self.watcher.pending()}
+            orphans = [path.name for path in self.watcher.orphans()]
+            self.journal.put_meta(
+                facts.INBOX, {"pending": pending, "orphans": orphans, "scanned_at": facts.stamp()}
+            )
+
+    def _write_daemon_fact(self, *, started: bool = False, stopped: bool = False) -> None:
+        fact = self.journal.get_meta(facts.DAEMON) or {}
+        if started:
+            fact = {
+                "pid": os.getpid(),
+                "mode": "once" if self.once else "run",
+                "backend": self.cfg.backend,
+                "inbox": str(self.cfg.inbox),
+                "outbox": str(self.cfg.outbox),
+                "started_at": facts.stamp(),
+                "stopped_at": None,
+            }
+        fact["heartbeat_at"] = facts.stamp()
+        if stopped:
+            fact["stopped_at"] = facts.stamp()
+        self.journal.put_meta(facts.DAEMON, fact)
+
+    def _reconcile_status(self) -> None:
+        """Rewrite STATUS.txt where a crash left it behind the journal (it is written just after a state)."""
+        since = (self._previous or {}).get("started_at") or ""
+        for record in self.journal.jobs():
+            if record.updated_at < since or not record.outbox_dir.is_dir():
+                continue
+            path = record.outbox_dir / "STATUS.txt"
+            try:
+                current = path.read_text(encoding="utf-8").strip()
+            except OSError:
+                current = ""
+            if current != " ".join(record.status_line.split()):
+                self.outbox.write_status(record.outbox_dir, record.status_line)
+
+    def _log_resumed(self) -> None:
+        unfinished = self.journal.jobs([*RUNNABLE, JobState.WAITING_CREDITS])
+        if unfinished:
+            logger.info(
+                "resuming {} unfinished job(s) from the journal: {}",
+                len(unfinished),
+                ", ".join(f"{r.name} ({r.state.human})" for r in unfinished),
+            )
+
+
+def _prepare(cfg: Config) -> None:
+    """Refuse a layout that would feed the daemon its own output, then create the folders."""
+    try:
+        problem = check_layout(cfg.inbox, cfg.outbox, cfg.state)
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
+    if problem:
+        raise ConfigError(str(problem))
+    for folder in (cfg.inbox, cfg.outbox, cfg.state / "work"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create {folder} ({exc.strerror}); check the path and its permissions."
+            ) from None
+
+
+def run_daemon(cfg: Config, once: bool) -> int:
+    """`nemowatch run` (``once=False``) and `nemowatch once`: the exit status per the contract."""
+    # Absolute paths: the journal and the logs must mean the same folders from any working directory.
+    cfg = cfg.with_overrides(
+        inbox=cfg.inbox.resolve(), outbox=cfg.outbox.resolve(), state=cfg.state.resolve()
+    )
+    _prepare(cfg)
+    setup_logging(cfg.state)
+    lock = _lock_state(cfg.state)
+    try:
+        return asyncio.run(_run(cfg, once))
+    finally:
+        lock.close()
+
+
+async def _run(cfg: Config, once: bool) -> int:
+    daemon = Daemon(cfg, once=once)
+    try:
+        return await daemon.main()
+    finally:
+        daemon.journal.close()

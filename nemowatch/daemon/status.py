@@ -1,0 +1,177 @@
+"""`nemowatch status`, `credits` and `retry`: what the daemon knows, read from its journal by another process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from nemowatch.config import Config
+from nemowatch.daemon import facts
+from nemowatch.daemon.journal import JobRecord, Journal, journal_path
+from nemowatch.daemon.outbox import Outbox
+from nemowatch.errors import UserError
+from nemowatch.states import JobState
+
+
+def _open(cfg: Config, *, read_only: bool = True) -> Journal:
+    """The daemon's journal; a clear UserError when the daemon never ran with this state folder."""
+    return Journal(journal_path(cfg.state), read_only=read_only)
+
+
+def _job_dict(record: JobRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "kind": record.kind,
+        "state": record.state.value,
+        "detail": record.detail,
+        "outbox": str(record.outbox_dir),
+        "attempt": record.attempt,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "error": record.error,
+    }
+
+
+def collect(cfg: Config) -> dict[str, Any]:
+    """Everything `status` shows, as one JSON-ready dict."""
+    path = journal_path(cfg.state)
+    if not path.exists():
+        return {
+            "daemon": {"running": False, "pid": None, "heartbeat_at": None},
+            "backend": cfg.backend,
+            "inbox": str(cfg.inbox),
+            "outbox": str(cfg.outbox),
+            "credits": None,
+            "token": None,
+            "paused": None,
+            "waiting_folders": {},
+            "orphan_folders": [],
+            "jobs": [],
+        }
+    with _open(cfg) as journal:
+        daemon = journal.get_meta(facts.DAEMON) or {}
+        inbox = journal.get_meta(facts.INBOX) or {}
+        running = facts.daemon_running(daemon)
+        return {
+            "daemon": {
+                "running": running,
+                "pid": daemon.get("pid") if running else None,
+                "mode": daemon.get("mode"),
+                "started_at": daemon.get("started_at"),
+                "heartbeat_at": daemon.get("heartbeat_at"),
+                "stopped_at": daemon.get("stopped_at"),
+            },
+            "backend": daemon.get("backend") or cfg.backend,
+            "inbox": daemon.get("inbox") or str(cfg.inbox),
+            "outbox": daemon.get("outbox") or str(cfg.outbox),
+            "credits": journal.get_meta(facts.CREDITS),
+            "token": journal.get_meta(facts.TOKEN),
+            # A pause only holds while the daemon that decided it runs: a restart re-checks the token.
+            "paused": journal.get_meta(facts.PAUSED) if running else None,
+            "waiting_folders": inbox.get("pending") or {},
+            "orphan_folders": inbox.get("orphans") or [],
+            "jobs": [_job_dict(record) for record in journal.jobs()],
+        }
+
+
+def _daemon_line(info: dict[str, Any]) -> str:
+    daemon = info["daemon"]
+    if daemon["running"]:
+        return f"daemon:   running (pid {daemon['pid']}, {daemon.get('mode') or 'run'}, last heartbeat {daemon['heartbeat_at']})"
+    if daemon.get("stopped_at"):
+        return f"daemon:   stopped at {daemon['stopped_at']}"
+    if daemon.get("heartbeat_at"):
+        return (
+            f"daemon:   not running (last heartbeat {daemon['heartbeat_at']}); start it with `nemowatch run`"
+        )
+    return "daemon:   never started with this state folder; start it with `nemowatch run`"
+
+
+def _credits_line(credits: dict[str, Any] | None) -> str:
+    if not credits:
+        return "credits:  unknown (not checked yet)"
+    return (
+        f"credits:  {credits['available']:,} available ({credits.get('frozen', 0):,} reserved),"
+        f" checked {credits.get('checked_at')}"
+    )
+
+
+def _token_line(token: dict[str, Any] | None) -> str:
+    if not token:
+        return "token:    unknown (not checked yet)"
+    kind = "anonymous" if token.get("anonymous") else "your own"
+    expires = token.get("expires_at")
+    return f"token:    {kind}" + (f", expires {expires}" if expires else ", no known expiry")
+
+
+def render_text(info: dict[str, Any]) -> str:
+    """The human form of :func:`collect`."""
+    lines = [
+        _daemon_line(info),
+        f"backend:  {info['backend']}",
+        f"inbox:    {info['inbox']}",
+        f"outbox:   {info['outbox']}",
+        _credits_line(info["credits"]),
+        _token_line(info["token"]),
+    ]
+    if info["paused"]:
+        lines.append(f"queue:    {info['paused']}")
+    for name, reason in sorted(info["waiting_folders"].items()):
+        lines.append(f"waiting:  {name} ({reason})")
+    for name in info["orphan_folders"]:
+        lines.append(f"ignored:  {name} (a folder without prompt.txt)")
+    jobs = info["jobs"]
+    lines.append(f"jobs:     {len(jobs)}" if jobs else "jobs:     none yet")
+    width = max((len(job["name"]) for job in jobs), default=0)
+    for job in jobs:
+        state = JobState(job["state"]).human
+        detail = f" — {job['detail']}" if job["detail"] else ""
+        if job["state"] == JobState.FAILED and job["error"] and not job["detail"]:
+            detail = f" — {job['error'].get('message', '')}"
+        lines.append(f"  {job['name']:<{width}}  {state}{detail}")
+    return "\n".join(lines)
+
+
+def status_text(cfg: Config, as_json: bool) -> str:
+    """`nemowatch status [--json]`: daemon health, backend, credits, token, waiting folders and every job."""
+    info = collect(cfg)
+    return json.dumps(info, indent=2, ensure_ascii=False) if as_json else render_text(info)
+
+
+def credits_text(cfg: Config) -> str:
+    """`nemowatch credits`: ask the backend now; an unreachable backend is one clear UserError."""
+    from nemowatch.daemon.backend import open_backend
+
+    async def ask() -> Any:
+        async with open_backend(cfg) as client:
+            return await client.credits()
+
+    balance = asyncio.run(ask())
+    return f"{balance.available:,} credits available ({balance.frozen:,} reserved)"
+
+
+def retry_job(cfg: Config, job: str) -> str:
+    """`nemowatch retry JOB`: queue a failed job again; the running daemon (or the next start) takes it."""
+    with _open(cfg, read_only=False) as journal:
+        record = journal.find(job)
+        if record is None:
+            names = sorted({r.outbox_dir.name for r in journal.jobs()})
+            known = ", ".join(names) if names else "none yet"
+            raise UserError(f"there is no job named {job!r}", f"the jobs are: {known}", code="unknown_job")
+        if record.state is not JobState.FAILED:
+            raise UserError(
+                f"job {record.name!r} is {record.state.human}, not failed",
+                "only a failed job can be retried",
+                code="not_failed",
+            )
+        journal.requeue(record.id)
+        # FAILED.txt is no longer true: the job is queued again (result.json is rewritten when it ends).
+        (record.outbox_dir / "FAILED.txt").unlink(missing_ok=True)
+        if record.outbox_dir.is_dir():
+            Outbox(record.outbox_dir.parent).write_status(record.outbox_dir, JobState.QUEUED.human)
+        running = facts.daemon_running(journal.get_meta(facts.DAEMON))
+    who = (
+        "the running daemon picks it up within seconds" if running else "start `nemowatch run` to process it"
+    )
+    return f"{record.name} queued again (attempt {record.attempt + 1}); {who}."

@@ -1,0 +1,209 @@
+"""Probe uploaded media: kind, size, duration, sound and transparency, for the director."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+from PIL import Image, UnidentifiedImageError
+
+from nemowatch.api.formats import ACCEPTED_LIST, media_kind
+from nemowatch.errors import UserError
+
+# `ffmpeg -i` only reads headers; a minute is generous even on a busy 2-core box.
+_FFMPEG_TIMEOUT_S = 60.0
+
+_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO_STREAM = re.compile(r"Stream #\S+.*?: Video: (?P<rest>.*)")
+_AUDIO_STREAM = re.compile(r"Stream #\S+.*?: Audio: ")
+_SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
+_ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
+_DECODED_TIME = re.compile(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)")
+# Pixel formats that carry an alpha plane (yuva420p, rgba, argb, bgra, ya8, pal8 with alpha is rare).
+_ALPHA_FORMAT = re.compile(r"\b(yuva\w*|rgba\w*|argb|bgra|abgr|gbrap\w*|ya8|ya16\w*)\b")
+
+
+class MediaError(UserError, ValueError):
+    """A file the local backend cannot decode; the message names the file and the reason."""
+
+    code = "4001"
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One uploaded file as the director sees it."""
+
+    id: str
+    name: str
+    path: Path
+    kind: str  # "image" | "video" | "audio"
+    width: int = 0
+    height: int = 0
+    duration_s: float = 0.0
+    has_audio: bool = False
+    has_alpha: bool = False
+
+
+def probe(path: Path, media_id: str, name: str) -> MediaItem:
+    """Read what the director needs from ``path``; raise MediaError when it cannot be decoded."""
+    kind = media_kind(name) or media_kind(path)
+    if kind is None:
+        raise MediaError(
+            f"{name} is not a supported media file",
+            f"use one of: {ACCEPTED_LIST}",
+        )
+    if not path.is_file():
+        raise MediaError(f"{name} could not be read: the uploaded file is missing", "upload it again")
+    if kind == "image":
+        return _probe_image(path, media_id, name)
+    return _probe_av(path, media_id, name, kind)
+
+
+def _probe_image(path: Path, media_id: str, name: str) -> MediaItem:
+    """Decode the picture (so a truncated file is caught now, not at render time)."""
+    try:
+        with Image.open(path) as img:
+            width, height = _displayed_size(img)  # before draft(), which shrinks img.size
+            # A reduced-scale JPEG decode still reads every byte but is far cheaper on 24 MP photos.
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+            has_alpha = _has_real_alpha(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise MediaError(
+            f"{name} could not be read as an image: {_reason(exc)}",
+            "re-save it as JPG or PNG, or remove it from the job",
+        ) from exc
+    return MediaItem(
+        id=media_id, name=name, path=path, kind="image", width=width, height=height, has_alpha=has_alpha
+    )
+
+
+def _displayed_size(img: Image.Image) -> tuple[int, int]:
+    """Size as a viewer shows it: EXIF orientations 5-8 (phone portraits) swap width and height."""
+    width, height = img.size
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block must not make a good photo unreadable
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _has_real_alpha(img: Image.Image) -> bool:
+    """True when some pixel is actually see-through, not merely stored with an alpha channel."""
+    if img.mode in ("RGBA", "LA", "PA"):
+        alpha = img.getchannel("A")
+    elif img.mode == "P" and "transparency" in img.info:
+        alpha = img.convert("RGBA").getchannel("A")
+    elif img.mode in ("RGB", "L", "I", "I;16") and "transparency" in img.info:
+        alpha = img.convert("RGBA").getchannel("A")  # a colour key marks see-through pixels
+    else:
+        return False
+    low, _high = alpha.getextrema()
+    return low < 255
+
+
+def _probe_av(path: Path, media_id: str, name: str, kind: str) -> MediaItem:
+    """Parse ``ffmpeg -i`` (there is no ffprobe in imageio-ffmpeg) for streams, size and duration."""
+    noun = "a video" if kind == "video" else "an audio file"
+    hint = (
+        "re-export it as MP4 (H.264/AAC) or remove it from the job"
+        if kind == "video"
+        else ("re-export it as MP3 or WAV, or remove it from the job")
+    )
+    info = _ffmpeg_info(path, name, noun, hint)
+    video_line = _VIDEO_STREAM.search(info)
+    has_audio = _AUDIO_STREAM.search(info) is not None
+    if video_line is None and not has_audio:
+        raise MediaError(f"{name} could not be read as {noun}: {_ffmpeg_reason(info)}", hint)
+    width = height = 0
+    has_alpha = False
+    # Cover art in an MP3 shows up as a video stream; only a video-kind file is treated as moving pictures.
+    if video_line is not None and kind == "video":
+        size = _SIZE.search(video_line.group("rest"))
+        if size:
+            width, height = int(size.group(1)), int(size.group(2))
+        rotation = _ROTATION.search(info)
+        if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
+            width, height = height, width
+        has_alpha = _ALPHA_FORMAT.search(video_line.group("rest")) is not None
+    elif kind == "video":
+        kind = "audio"  # a sound-only .mp4/.mkv is music, not footage
+    duration = _duration(info)
+    if duration is None:
+        duration = _decoded_duration(path)
+    if not duration or duration <= 0:
+        raise MediaError(f"{name} could not be read as {noun}: its length is unknown or zero", hint)
+    return MediaItem(
+        id=media_id,
+        name=name,
+        path=path,
+        kind=kind,
+        width=width,
+        height=height,
+        duration_s=duration,
+        has_audio=has_audio,
+        has_alpha=has_alpha,
+    )
+
+
+def _ffmpeg_info(path: Path, name: str, noun: str, hint: str) -> str:
+    """stderr of ``ffmpeg -i path`` (it exits 1 without an output file; that is expected)."""
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(
+            f"{name} could not be read as {noun}: ffmpeg took too long to open it", hint
+        ) from exc
+    return done.stderr.decode("utf-8", errors="replace")
+
+
+def _duration(info: str) -> float | None:
+    match = _DURATION.search(info)
+    if not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _decoded_duration(path: Path) -> float | None:
+    """Length found by remuxing to nowhere, for containers without a header duration (some WebM)."""
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    cmd += ["-map", "0", "-c", "copy", "-f", "null", "-"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    times = _DECODED_TIME.findall(done.stderr.decode("utf-8", errors="replace"))
+    if not times:
+        return None
+    hours, minutes, seconds = times[-1]
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _ffmpeg_reason(info: str) -> str:
+    """The most telling error line ffmpeg printed, lower-cased, without its [tag @ 0x…] prefix."""
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line).strip() for line in info.splitlines()]
+    for needle in ("Invalid data", "moov atom not found", "Error opening", "No such file"):
+        for line in lines:
+            if needle in line:
+                return _clean(line.split(":", 1)[-1] if line.startswith("Error opening") else line)
+    return "it holds no video or audio stream ffmpeg can read"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "the file is not a picture Pillow recognises"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "the picture is too large to decode safely"
+    return _clean(str(exc)) or type(exc).__name__
+
+
+def _clean(text: str) -> str:
+    """One lower-case clause without a trailing full stop, for embedding in a sentence."""
+    text = text.strip().rstrip(".")
+    return text[:1].lower() + text[1:] if text else text

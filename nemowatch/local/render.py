@@ -1,0 +1,571 @@
+"""Draft → MP4: the local backend's renderer, one ffmpeg process per video.
+
+The draft (see ``nemowatch/api/draft.py``) becomes a single filter graph: one leg per
+video segment (photos with Ken Burns motion, clips, gradient cards), joined by xfade,
+graded, then the logo and Pillow-rendered text composited on top, with the music bed and
+any kept clip sound mixed under it. Photos are decoded and resized once with Pillow
+before ffmpeg starts, so ffmpeg never touches a 12-megapixel frame.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, segments, tracks
+from nemowatch.local import graph as g
+from nemowatch.local.music import write_music_bed
+from nemowatch.local.text import Placed, render_logo, render_text
+
+# libx264 settings, shared with bench/render_bench.py's encoder floor so the two compare like for like.
+# No B-frames: with mb-tree, x264 codes the B-frames of a slow, grainy pan as near-copies of their
+# neighbours, and a 1 px/frame pan decodes as 0, 2, 0, 2 px steps (judder). -bf 0 keeps every frame's
+# motion and is also the faster choice on two cores.
+X264_ARGS = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "21", "-bf", "0", "-profile:v", "high")
+AUDIO_RATE = 48000
+# ffmpeg prints progress twice a second; this long without any means it is stuck.
+STALL_TIMEOUT_S = 120.0
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$|^[a-zA-Z]{3,20}$")
+
+
+class RenderError(Exception):
+    """A render that could not be made; ``str()`` is one short sentence for a user or a log."""
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary shipped in the imageio-ffmpeg wheel."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        raise RenderError(
+            f"The ffmpeg binary is missing ({exc}); reinstall nemowatch with imageio-ffmpeg."
+        ) from exc
+
+
+@dataclass
+class Leg:
+    """One video segment placed on the output's frame grid."""
+
+    kind: str  # "image" | "video" | "card"
+    n: int  # frames
+    start: int  # first output frame
+    overlap: int  # frames shared with the previous leg (the transition)
+    transition: str
+    meta: dict[str, Any]
+
+
+@dataclass
+class Job:
+    """What one render needs besides the draft: output size, frame count and a scratch folder."""
+
+    width: int
+    height: int
+    total: int  # output frames
+    tmp: Path
+    resolve: Callable[[str], Path]
+    graph: g.Graph = field(default_factory=g.Graph)
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("m")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _num(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _even(value: Any, default: int) -> int:
+    """A frame dimension: positive and even (yuv420p needs even sizes)."""
+    number = int(_num(value, default))
+    return max(16, number - number % 2)
+
+
+def plan_legs(draft: dict[str, Any], total: int) -> list[Leg]:
+    """The video segments in time order, as frame counts, starts and transition overlaps."""
+    default_transition = _meta(draft).get("transition")
+    raw = [seg for track in tracks(draft) if track.get("tt") == TRACK_VIDEO for seg in segments(track)]
+    raw.sort(key=lambda seg: _num(seg.get("st"), 0.0))
+    legs: list[Leg] = []
+    for seg in raw:
+        meta = _meta(seg)
+        n = g.frames(_num(seg.get("d"), 0.0))
+        if n < 1:
+            continue
+        start = g.frames(_num(seg.get("st"), 0.0))
+        overlap = 0
+        if legs:
+            prev = legs[-1]
+            overlap = max(0, min(prev.start + prev.n - start, prev.n - 1, n - 1))
+        transition = meta.get("transition") or default_transition or "fade"
+        kind = meta.get("kind") if meta.get("kind") in ("image", "video", "card") else "card"
+        if kind != "card" and not meta.get("src"):
+            kind = "card"
+        legs.append(Leg(kind, n, start, overlap, str(transition), meta))
+    if not legs and total > 0:  # text or music only: a gradient card under everything
+        legs.append(Leg("card", total, 0, 0, "fade", {}))
+    return legs
+
+
+# ---------------------------------------------------------------- stills prepared with Pillow
+
+
+def _load_photo(path: Path, name: str, size: tuple[int, int]) -> Image.Image:
+    """Open a photo upright and cover-fitted to ``size`` (scaled to cover, centre-cropped, no bars)."""
+    try:
+        with Image.open(path) as opened:
+            tw, th = size
+            scale = max(tw / opened.width, th / opened.height)
+            # JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale straight from the DCT: the 12 MP decode
+            # becomes a 1–3 MP one. Orientation is applied after, so ask for the larger side both ways.
+            need = max(opened.width * scale, opened.height * scale)
+            opened.draft("RGB", (int(need) + 1, int(need) + 1))
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise RenderError(
+            f"Could not read the photo {name} ({exc}); replace it with a valid JPEG or PNG."
+        ) from exc
+    if image.mode in ("RGBA", "LA", "P", "PA"):
+        image = image.convert("RGBA")
+        backdrop = Image.new("RGBA", image.size, (12, 12, 16, 255))
+        image = Image.alpha_composite(backdrop, image)
+    image = image.convert("RGB")
+    tw, th = size
+    scale = max(tw / image.width, th / image.height)
+    crop_w, crop_h = tw / scale, th / scale
+    left, top = max(0.0, (image.width - crop_w) / 2), max(0.0, (image.height - crop_h) / 2)
+    box = (left, top, min(image.width, left + crop_w), min(image.height, top + crop_h))
+    return image.resize(size, Image.Resampling.LANCZOS, box=box)
+
+
+def _pan_step(leg: Leg, width: int) -> int:
+    """Whole pixels per frame for a pan travelling about 12% of the width over the segment."""
+    return max(1, round(0.12 * width / max(1, leg.n)))
+
+
+def _photo_size(leg: Leg, width: int, height: int) -> tuple[int, int]:
+    motion = leg.meta.get("motion")
+    if motion in ("pan_left", "pan_right"):
+        return width + _pan_step(leg, width) * (leg.n - 1), height
+    if motion in ("zoom_in", "zoom_out"):
+        a = leg.n - 1
+        return width + 2 * a, height + 2 * round(a * height / width)
+    return width, height
+
+
+def _prepare_photos(job: Job, legs: list[Leg]) -> dict[int, Path]:
+    """Decode and size every photo once, two at a time (Pillow releases the GIL while it works)."""
+
+    def prepare(index: int) -> tuple[int, Path]:
+        leg = legs[index]
+        name = str(leg.meta.get("name") or leg.meta.get("src"))
+        path = _resolve(job, str(leg.meta["src"]), name)
+        image = _load_photo(path, name, _photo_size(leg, job.width, job.height))
+        out = job.tmp / f"photo-{index}.bmp"  # BMP: no compression to pay for on either side
+        image.save(out)
+        return index, out
+
+    wanted = [i for i, leg in enumerate(legs) if leg.kind == "image"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(prepare, wanted))
+
+
+def _resolve(job: Job, media_id: str, name: str) -> Path:
+    try:
+        path = Path(job.resolve(media_id))
+    except (KeyError, LookupError, OSError) as exc:
+        raise RenderError(f"The media file {name} is not available; upload it again.") from exc
+    if not path.is_file():
+        raise RenderError(f"The media file {name} is missing; upload it again.")
+    return path
+
+
+# ---------------------------------------------------------------- probing clips and music
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What ``ffmpeg -i`` says about a media file."""
+
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+
+
+def probe(path: Path, name: str) -> Probe:
+    """Read a clip's or a song's streams with ``ffmpeg -i``; a broken file becomes a RenderError."""
+    result = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=60,
+        check=False,
+    )
+    text = result.stderr
+    has_video = re.search(r"Stream #\S+.*: Video: (?!.*attached pic)", text) is not None
+    has_audio = re.search(r"Stream #\S+.*: Audio: ", text) is not None
+    found = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", text)
+    if not (has_video or has_audio):
+        reason = _last_lines(text.splitlines(), 1) or "no audio or video stream"
+        raise RenderError(
+            f"Could not read the media file {name} ({reason}); replace it with a playable file."
+        )
+    duration = int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3]) if found else 0.0
+    return Probe(duration, has_video, has_audio)
+
+
+# ---------------------------------------------------------------- the graph
+
+
+def _video_legs(job: Job, legs: list[Leg], photos: dict[int, Path], logo_big: Placed | None) -> list[str]:
+    """One normalised label per leg."""
+    gr, w, h = job.graph, job.width, job.height
+    labels: list[str] = []
+    for index, leg in enumerate(legs):
+        motion = leg.meta.get("motion")
+        if leg.kind == "image":
+            src = gr.add_input("-framerate", str(g.FPS), "-i", str(photos[index]))
+            if motion in ("pan_left", "pan_right"):
+                step = _pan_step(leg, w)
+                chain = g.pan_leg(leg.n, w, h, step * (leg.n - 1), step, leftward=motion == "pan_left")
+            elif motion in ("zoom_in", "zoom_out"):
+                chain = g.zoom_leg(leg.n, w, h, zoom_in=motion == "zoom_in")
+            else:
+                chain = g.still_leg(leg.n)
+            label = gr.chain([f"{src}:v"], chain)
+        elif leg.kind == "video":
+            name = str(leg.meta.get("name") or leg.meta.get("src"))
+            path = _resolve(job, str(leg.meta["src"]), name)
+            info = probe(path, name)
+            if not info.has_video:
+                raise RenderError(f"The clip {name} has no picture; use a video file for a video segment.")
+            in_s = max(0.0, _num(leg.meta.get("in_ms"), 0.0) / 1000.0)
+            if info.duration_s and in_s >= info.duration_s:
+                in_s = 0.0  # a start past the end would give an empty leg; play from the top instead
+            src = gr.add_input("-ss", f"{in_s:.3f}", "-t", f"{leg.n / g.FPS + 0.5:.3f}", "-i", str(path))
+            label = gr.chain([f"{src}:v"], g.clip_leg(leg.n, w, h))
+            leg.meta = {**leg.meta, "_input": src, "_has_audio": info.has_audio}
+        else:
+            colors = [c for c in (leg.meta.get("colors") or []) if isinstance(c, str) and _COLOR.match(c)]
+            source, chain = g.card_leg(leg.n, w, h, colors)
+            label = gr.chain([], [source, *chain])
+            if leg.meta.get("logo") and logo_big is not None:
+                logo = _overlay_source(job, logo_big, leg.n, 0, fade_in=0.0, fade_out=0.0)
+                label = gr.chain([label, logo], [f"overlay=x={logo_big.x}:y={logo_big.y}:eof_action=pass"])
+        labels.append(label)
+    return labels
+
+
+def _join(job: Job, legs: list[Leg], labels: list[str]) -> str:
+    """Chain the legs with xfade (or a plain cut when they do not overlap)."""
+    acc, length = labels[0], legs[0].n
+    for leg, label in zip(legs[1:], labels[1:], strict=True):
+        if leg.overlap > 0:
+            acc = job.graph.chain([acc, label], [g.xfade(leg.transition, leg.overlap, length - leg.overlap)])
+        else:
+            acc = job.graph.chain([acc, label], ["concat=n=2:v=1:a=0"])
+        length += leg.n - leg.overlap
+    fix: list[str] = []
+    if length < job.total:  # a draft whose segments end early: hold the last frame
+        fix.append(f"tpad=stop_mode=clone:stop={job.total - length}")
+    # concat leaves its own timebase; settb first so setpts=N counts frames of 1/FPS.
+    return job.graph.chain([acc], [*fix, f"trim=end_frame={job.total}", f"settb=1/{g.FPS}", "setpts=N"])
+
+
+def _overlay_source(job: Job, placed: Placed, n: int, start: int, *, fade_in: float, fade_out: float) -> str:
+    src = job.graph.add_input("-framerate", str(g.FPS), "-i", str(placed.path))
+    return job.graph.chain([f"{src}:v"], g.overlay_input(n, start, fade_in, fade_out))
+
+
+def _overlay(job: Job, base: str, placed: Placed, start: int, end: int, *, fade: float) -> str:
+    n = min(end, job.total) - start
+    if n < 1:
+        return base
+    fade = min(fade, n / g.FPS / 3)
+    # Whatever shows at frame 0 is there from the start: the first frame is the video's thumbnail.
+    top = _overlay_source(job, placed, n, start, fade_in=fade if start else 0.0, fade_out=fade)
+    return job.graph.chain([base, top], [f"overlay=x={placed.x}:y={placed.y}:eof_action=pass"])
+
+
+def _texts(
+    job: Job, draft: dict[str, Any], logo_spans: list[tuple[int, int]]
+) -> list[tuple[Placed, int, int]]:
+    """Every text segment rendered to a PNG, with its frame span."""
+    out: list[tuple[Placed, int, int]] = []
+    for track in tracks(draft):
+        if track.get("tt") != TRACK_TEXT:
+            continue
+        role = str(_meta(track).get("role") or "title")
+        for seg in segments(track):
+            meta = _meta(seg)
+            text = str(meta.get("text") or "").strip()
+            start = g.frames(_num(seg.get("st"), 0.0))
+            end = min(job.total, start + g.frames(_num(seg.get("d"), 0.0)))
+            if not text or end <= start:
+                continue
+            position = str(meta.get("position") or ("bottom" if role == "caption" else "center"))
+            # On an end card with a big logo the text sits under the logo instead of across it.
+            under_logo = any(s <= start < e or s < end <= e for s, e in logo_spans) and position == "center"
+            path = job.tmp / f"text-{len(out)}.png"
+            placed = render_text(
+                text, role, position, job.width, job.height, path, anchor_y=0.74 if under_logo else None
+            )
+            out.append((placed, start, end))
+    return out
+
+
+def _music(job: Job, draft: dict[str, Any]) -> list[str]:
+    """One label per music segment: trimmed or looped to length, faded, at the track volume."""
+    labels: list[str] = []
+    for track in tracks(draft):
+        if track.get("tt") != TRACK_AUDIO:
+            continue
+        volume = min(2.0, max(0.0, _num(_meta(track).get("volume"), 0.8)))
+        for index, seg in enumerate(segments(track)):
+            meta = _meta(seg)
+            start = g.frames(_num(seg.get("st"), 0.0))
+            n = min(job.total - start, g.frames(_num(seg.get("d"), job.total * 1000 / g.FPS)))
+            if n < 1:
+                continue
+            dur = n / g.FPS
+            if meta.get("src"):
+                name = str(meta.get("name") or meta["src"])
+                path = _resolve(job, str(meta["src"]), name)
+                if not probe(path, name).has_audio:
+                    raise RenderError(
+                        f"The music file {name} has no sound; use an MP3, WAV, M4A or AAC song."
+                    )
+                loop = ["-stream_loop", "-1"] if meta.get("loop", True) else []
+                in_s = max(0.0, _num(meta.get("in_ms"), 0.0) / 1000.0)
+                src = job.graph.add_input(*loop, "-ss", f"{in_s:.3f}", "-i", str(path))
+            else:
+                bed = write_music_bed(job.tmp / f"bed-{len(labels)}-{index}.wav", meta.get("mood"), dur + 0.5)
+                src = job.graph.add_input("-i", str(bed))
+            fade_in = min(dur / 3, max(0.0, _num(meta.get("fade_in_ms"), 1000.0) / 1000.0))
+            fade_out = min(dur / 3, max(0.0, _num(meta.get("fade_out_ms"), 2000.0) / 1000.0))
+            chain = [*_audio_format(), f"atrim=duration={dur:.6f}", "asetpts=PTS-STARTPTS"]
+            if fade_in:
+                chain.append(f"afade=t=in:d={fade_in:.3f}")
+            if fade_out:
+                chain.append(f"afade=t=out:st={dur - fade_out:.4f}:d={fade_out:.3f}")
+            chain.append(f"volume={volume:.3f}")
+            if start:
+                chain.append(f"adelay={round(start * 1000 / g.FPS)}:all=1")
+            labels.append(job.graph.chain([f"{src}:a"], chain, "a"))
+    return labels
+
+
+def _audio_format() -> list[str]:
+    return [f"aresample={AUDIO_RATE}", "aformat=sample_fmts=fltp:channel_layouts=stereo"]
+
+
+def _kept_sound(job: Job, legs: list[Leg]) -> list[str]:
+    """The sound of clips marked keep_audio, placed where the clip plays, with short fades against clicks."""
+    labels: list[str] = []
+    for leg in legs:
+        if leg.kind != "video" or not leg.meta.get("keep_audio") or not leg.meta.get("_has_audio"):
+            continue
+        dur = leg.n / g.FPS
+        edge = min(0.25, dur / 4)
+        chain = [
+            *_audio_format(),
+            "asetpts=PTS-STARTPTS",
+            f"atrim=duration={dur:.6f}",
+            f"afade=t=in:d={edge:.3f}",
+            f"afade=t=out:st={dur - edge:.4f}:d={edge:.3f}",
+        ]
+        if leg.start:
+            chain.append(f"adelay={round(leg.start * 1000 / g.FPS)}:all=1")
+        labels.append(job.graph.chain([f"{leg.meta['_input']}:a"], chain, "a"))
+    return labels
+
+
+def _mix(job: Job, music: list[str], voices: list[str]) -> str | None:
+    """Music ducked under the clips' own sound (sidechain compression), cut to the video's length."""
+    if not music and not voices:
+        return None
+    gr = job.graph
+
+    def merge(labels: list[str]) -> str:
+        if len(labels) == 1:
+            return labels[0]
+        return gr.chain(labels, [f"amix=inputs={len(labels)}:normalize=0:duration=longest"], "a")
+
+    if music and voices:
+        bed, voice = merge(music), merge(voices)
+        split_a, split_b = gr.label("a"), gr.label("a")
+        gr.chains.append(f"[{voice}]asplit=2[{split_a}][{split_b}]")
+        ducked = gr.chain(
+            [bed, split_a], ["sidechaincompress=threshold=0.02:ratio=8:attack=20:release=400"], "a"
+        )
+        mixed = gr.chain([ducked, split_b], ["amix=inputs=2:normalize=0:duration=longest"], "a")
+    else:
+        mixed = merge(music or voices)
+    total_s = job.total / g.FPS
+    return gr.chain(
+        [mixed], [f"apad=whole_dur={total_s:.6f}", f"atrim=end={total_s:.6f}", "alimiter=limit=0.97"], "a"
+    )
+
+
+def build_command(draft: dict[str, Any], job: Job, out: Path) -> list[str]:
+    """The whole ffmpeg argument list (without the executable) for a draft."""
+    legs = plan_legs(draft, job.total)
+    if not legs:
+        raise RenderError("The draft has nothing to show; add photos, clips or text and try again.")
+    photos = _prepare_photos(job, legs)
+
+    logo_meta = _meta(draft).get("logo")
+    watermark = logo_big = None
+    if isinstance(logo_meta, dict) and logo_meta.get("src"):
+        name = str(logo_meta.get("name") or logo_meta["src"])
+        logo_path = _resolve(job, str(logo_meta["src"]), name)
+        try:
+            watermark, logo_big = render_logo(logo_path, job.width, job.height, job.tmp)
+        except (OSError, ValueError) as exc:
+            raise RenderError(
+                f"Could not read the logo {name} ({exc}); replace it with a PNG or JPEG."
+            ) from exc
+
+    base = _join(job, legs, _video_legs(job, legs, photos, logo_big))
+    grade = g.GRADES.get(str(_meta(draft).get("grade")))
+    if grade:
+        base = job.graph.chain([base], [grade])
+
+    logo_spans = [
+        (leg.start, leg.start + leg.n) for leg in legs if leg.kind == "card" and leg.meta.get("logo")
+    ]
+    if watermark is not None:
+        # The corner mark steps aside (fading through the transition) when the end card shows the logo big.
+        logo_card = next((leg for leg in legs if leg.kind == "card" and leg.meta.get("logo")), None)
+        end = logo_card.start + logo_card.overlap if logo_card else job.total
+        base = _overlay(job, base, watermark, 0, end, fade=0.6)
+    for placed, start, end in _texts(job, draft, logo_spans):
+        base = _overlay(job, base, placed, start, end, fade=0.45)
+
+    audio = _mix(job, _music(job, draft), _kept_sound(job, legs))
+    outputs = ["-map", f"[{base}]"]
+    if audio:
+        outputs += ["-map", f"[{audio}]", "-c:a", "aac", "-b:a", "160k", "-ar", str(AUDIO_RATE)]
+    outputs += [
+        *X264_ARGS,
+        *("-pix_fmt", "yuv420p", "-r", str(g.FPS), "-frames:v", str(job.total)),
+        *("-movflags", "+faststart", "-f", "mp4", str(out)),
+    ]
+    head = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"]
+    return [*head, *job.graph.argv(), *outputs]
+
+
+# ---------------------------------------------------------------- running ffmpeg
+
+
+def _last_lines(lines: list[str] | deque[str], count: int = 3) -> str:
+    """The last meaningful stderr lines, joined into one short message."""
+    useful = [line.strip() for line in lines if line.strip() and not line.startswith("  ")]
+    text = " / ".join(useful[-count:])
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def run_ffmpeg(args: list[str], total_s: float, progress: Callable[[float], None] | None) -> None:
+    """Run ffmpeg, report progress from ``-progress pipe:1``, and never leave the process behind.
+
+    Raises RenderError with ffmpeg's last error lines when it fails or stalls; any exception
+    in the caller (KeyboardInterrupt, a failing progress callback) kills the process first.
+    """
+    proc = subprocess.Popen(
+        [ffmpeg_exe(), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    errors: deque[str] = deque(maxlen=40)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            errors.append(line.rstrip())
+
+    def pump_stdout() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (pump_stderr, pump_stdout)]
+    for reader in readers:
+        reader.start()
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=STALL_TIMEOUT_S)
+            except queue.Empty:
+                raise RenderError(
+                    f"ffmpeg stopped making progress for {STALL_TIMEOUT_S:.0f} s and was stopped; try the render again."
+                ) from None
+            if line is None:
+                break
+            key, _, value = line.strip().partition("=")
+            if progress is not None and key == "out_time_us" and value.lstrip("-").isdigit() and total_s > 0:
+                progress(min(1.0, max(0.0, int(value) / 1e6 / total_s)))
+        code = proc.wait()
+        for reader in readers:
+            reader.join(timeout=5)
+        if code != 0:
+            detail = _last_lines(errors) or f"exit status {code}"
+            raise RenderError(f"ffmpeg could not render the video: {detail}")
+        if progress is not None:
+            progress(1.0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def render_video(
+    draft: dict[str, Any],
+    resolve: Callable[[str], Path],
+    out: Path,
+    *,
+    progress: Callable[[float], None] | None = None,
+) -> None:
+    """Render ``draft`` to an MP4 at ``out`` (H.264 High, yuv420p, AAC, 30 fps); blocking.
+
+    ``resolve`` maps a media id from the draft to its file. The file at ``out`` appears only
+    when the render succeeded (it is written aside and renamed).
+    """
+    meta = _meta(draft) if isinstance(draft, dict) else {}
+    total = g.frames(duration_ms(draft))
+    if total < 1:
+        raise RenderError("The draft is empty (zero length); describe the video again.")
+    width, height = _even(meta.get("width"), 1920), _even(meta.get("height"), 1080)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(f".{out.name}.part")
+    with tempfile.TemporaryDirectory(prefix="nemowatch-render-") as tmp:
+        job = Job(width, height, total, Path(tmp), resolve)
+        args = build_command(draft, job, part)
+        try:
+            run_ffmpeg(args, total / g.FPS, progress)
+            os.replace(part, out)
+        finally:
+            part.unlink(missing_ok=True)

@@ -1,0 +1,106 @@
+"""prompt.txt and job.toml: what a user writes becomes the messages and overrides the job sends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nemowatch.daemon.prompt import JobOptions, load_job_prompt, read_options, read_prompt
+from nemowatch.errors import UserError
+
+
+def write(path: Path, data: str | bytes) -> Path:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.write_bytes(data)
+    return path
+
+
+def test_a_bom_is_not_part_of_the_first_message(tmp_path: Path) -> None:
+    path = write(tmp_path / "prompt.txt", b"\xef\xbb\xbfA summer montage\n")
+    assert read_prompt(path) == ["A summer montage"]
+
+
+def test_dash_lines_split_the_prompt_into_messages_in_order(tmp_path: Path) -> None:
+    text = "Make a montage\r\n---\r\nAdd a warm grade\n  ---  \nAdd the title Summer\n"
+    path = write(tmp_path / "prompt.txt", text)
+    assert read_prompt(path) == ["Make a montage", "Add a warm grade", "Add the title Summer"]
+
+
+def test_dashes_inside_a_line_do_not_split(tmp_path: Path) -> None:
+    path = write(tmp_path / "prompt.txt", "Cut --- then fade\n----\nmore")
+    assert read_prompt(path) == ["Cut --- then fade\n----\nmore"]
+
+
+def test_blank_parts_between_separators_are_dropped(tmp_path: Path) -> None:
+    path = write(tmp_path / "prompt.txt", "one\n---\n\n---\ntwo\n---\n")
+    assert read_prompt(path) == ["one", "two"]
+
+
+@pytest.mark.parametrize("text", ["", "   \n\n", "---\n---\n", "\ufeff \n --- \n"])
+def test_an_empty_prompt_fails_with_an_example_of_what_to_write(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path / "prompt.txt", text)
+    with pytest.raises(UserError) as info:
+        read_prompt(path)
+    assert str(info.value).startswith("prompt.txt is empty; write what the video should be, e.g.")
+
+
+def test_a_prompt_that_is_not_utf8_says_to_save_it_as_utf8(tmp_path: Path) -> None:
+    path = write(tmp_path / "prompt.txt", "Été à Paris".encode("latin-1"))
+    with pytest.raises(UserError) as info:
+        read_prompt(path)
+    assert "prompt.txt is not UTF-8 text" in str(info.value)
+    assert "save it as UTF-8" in str(info.value)
+
+
+def test_job_toml_overrides_are_read(tmp_path: Path) -> None:
+    write(tmp_path / "job.toml", 'language = "fr"\naspect = "9:16"\nduration_s = 20\nexport = "each"\n')
+    assert read_options(tmp_path / "job.toml") == JobOptions(
+        language="fr", aspect="9:16", duration_s=20.0, export="each"
+    )
+
+
+def test_without_job_toml_one_video_is_exported(tmp_path: Path) -> None:
+    assert read_options(tmp_path / "job.toml") == JobOptions(export="last")
+
+
+def test_aspect_and_duration_are_appended_to_the_first_message_only(tmp_path: Path) -> None:
+    write(tmp_path / "prompt.txt", "A montage\n---\nWarmer colours")
+    write(tmp_path / "job.toml", 'aspect = "9:16"\nduration_s = 20\n')
+    job = load_job_prompt(tmp_path / "prompt.txt", tmp_path / "job.toml")
+    assert job.messages == ["A montage\n\nAspect 9:16. Duration 20 seconds.", "Warmer colours"]
+
+
+def test_a_job_without_job_toml_sends_the_prompt_unchanged(tmp_path: Path) -> None:
+    write(tmp_path / "sunset.txt", "A sunset over the sea")
+    job = load_job_prompt(tmp_path / "sunset.txt", tmp_path / "job.toml")
+    assert job.messages == ["A sunset over the sea"]
+    assert job.options == JobOptions()
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('aspect = "4:3"', "aspect"),
+        ('duration_s = "twenty"', "duration_s"),
+        ("duration_s = 0", "duration_s"),
+        ('export = "all"', "export"),
+        ("language = 3", "language"),
+        ('colour = "red"', "colour"),
+    ],
+)
+def test_a_bad_job_toml_names_the_key(tmp_path: Path, line: str, key: str) -> None:
+    write(tmp_path / "job.toml", line + "\n")
+    with pytest.raises(UserError) as info:
+        read_options(tmp_path / "job.toml")
+    assert f"`{key}`" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_job_toml_that_is_not_toml_says_how_to_write_it(tmp_path: Path) -> None:
+    write(tmp_path / "job.toml", "aspect: 9:16\n")
+    with pytest.raises(UserError) as info:
+        read_options(tmp_path / "job.toml")
+    assert "job.toml is not valid TOML" in str(info.value)
+    assert 'aspect = "9:16"' in str(info.value)

@@ -1,0 +1,383 @@
+"""The local renderer: drafts become real MP4s that are decoded again and checked frame by frame."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from nemowatch.local.music import synthesize, write_music_bed
+from nemowatch.local.render import RenderError, ffmpeg_exe, render_video
+
+FPS = 30
+W, H = 320, 180
+
+# ---------------------------------------------------------------- media and drafts
+
+
+def flat_photo(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (640, 480)) -> Path:
+    Image.new("RGB", size, color).save(path, quality=95)
+    return path
+
+
+def textured_photo(path: Path, size: tuple[int, int] = (800, 600), seed: int = 1) -> Path:
+    """Soft random blobs with fine grain, like a photo: texture to measure motion, nothing black.
+
+    The grain matters: it is what tempts x264 into coding slow pans as repeated frames.
+    """
+    rng = np.random.default_rng(seed)
+    cells = rng.integers(40, 255, (size[1] // 25, size[0] // 25, 3)).astype(np.uint8)
+    blobs = np.asarray(Image.fromarray(cells).resize(size, Image.Resampling.BICUBIC), np.float64)
+    grainy = blobs + rng.normal(0.0, 5.0, blobs.shape[:2])[..., None]
+    Image.fromarray(np.clip(grainy, 0, 255).astype(np.uint8)).save(path, quality=95)
+    return path
+
+
+def logo_png(path: Path) -> Path:
+    logo = Image.new("RGBA", (300, 150), (0, 0, 0, 0))
+    ImageDraw.Draw(logo).rounded_rectangle((0, 0, 299, 149), radius=30, fill=(255, 255, 255, 255))
+    logo.save(path)
+    return path
+
+
+def video_draft(
+    shots: list[dict[str, Any]],
+    *,
+    size: tuple[int, int] = (W, H),
+    transition_ms: int = 0,
+    music: bool | str = True,
+    texts: list[tuple[str, str, int, int, str]] = (),  # type: ignore[assignment]
+    logo: str | None = None,
+) -> dict[str, Any]:
+    """A draft in the documented shape; shots are segment ``m`` dicts plus ``d`` (ms)."""
+    segs, st = [], 0
+    for shot in shots:
+        meta = {k: v for k, v in shot.items() if k != "d"}
+        segs.append({"st": st, "d": shot["d"], "m": meta})
+        st += shot["d"] - transition_ms
+    total = st + transition_ms
+    tracks: list[dict[str, Any]] = [{"tt": 0, "m": {"name": "shots"}, "sg": segs}]
+    if music:
+        src = music if isinstance(music, str) else None
+        tracks.append(
+            {
+                "tt": 1,
+                "m": {"name": "Music", "role": "bgm", "volume": 0.5},
+                "sg": [
+                    {
+                        "st": 0,
+                        "d": total,
+                        "m": {"src": src, "mood": "calm", "fade_in_ms": 300, "fade_out_ms": 500},
+                    }
+                ],
+            }
+        )
+    for role, text, start, dur, position in texts:
+        tracks.append(
+            {
+                "tt": 7,
+                "m": {"role": role},
+                "sg": [{"st": start, "d": dur, "m": {"text": text, "position": position}}],
+            }
+        )
+    meta: dict[str, Any] = {
+        "width": size[0],
+        "height": size[1],
+        "fps": FPS,
+        "transition": "fade" if transition_ms else None,
+    }
+    if logo:
+        meta["logo"] = {"src": logo, "name": "logo.png"}
+    return {"d": total, "m": meta, "t": tracks}
+
+
+def render(tmp_path: Path, draft: dict[str, Any], media: dict[str, Path], **kwargs: Any) -> Path:
+    out = tmp_path / "out" / "video.mp4"
+    render_video(draft, media.__getitem__, out, **kwargs)
+    return out
+
+
+# ---------------------------------------------------------------- reading the output back
+
+
+def info(path: Path) -> str:
+    return subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
+    ).stderr
+
+
+def duration_s(path: Path) -> float:
+    found = re.search(r"Duration: (\d+):(\d+):(\d+\.\d+)", info(path))
+    assert found, info(path)
+    return int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3])
+
+
+def frames(path: Path, size: tuple[int, int] = (W, H)) -> np.ndarray:
+    """Every frame as RGB (n, h, w, 3), decoded through a pipe."""
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, size[1], size[0], 3).astype(np.float64)
+
+
+def horizontal_steps(video: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """Per-frame horizontal motion (px) of a region, by one Lucas-Kanade step on blurred luma."""
+
+    def luma(frame: np.ndarray) -> np.ndarray:
+        gray = Image.fromarray(frame.mean(axis=2).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.5))
+        return np.asarray(gray, np.float64)[rows, cols]
+
+    steps = []
+    for a, b in itertools.pairwise(video):
+        la, lb = luma(a), luma(b)
+        ix = ((np.roll(la, -1, 1) - np.roll(la, 1, 1)) / 2)[3:-3, 3:-3]
+        it = (lb - la)[3:-3, 3:-3]
+        steps.append(-np.sum(ix * it) / np.sum(ix * ix))
+    return np.array(steps)
+
+
+# ---------------------------------------------------------------- format, size, duration, streams
+
+
+@pytest.mark.parametrize("size", [(320, 180), (180, 320), (240, 240)], ids=["16:9", "9:16", "1:1"])
+def test_output_is_h264_high_yuv420p_at_the_draft_size_and_length(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    media = {"p": textured_photo(tmp_path / "p.jpg")}
+    draft = video_draft([{"kind": "image", "src": "p", "motion": "zoom_in", "d": 2000}], size=size)
+    out = render(tmp_path, draft, media)
+    text = info(out)
+    assert re.search(rf"Video: h264 \(High\).*yuv420p.*{size[0]}x{size[1]}.*30 fps", text), text
+    assert "Audio: aac" in text
+    assert abs(duration_s(out) - 2.0) <= 1 / FPS
+    assert len(frames(out, size)) == 60
+
+
+def test_a_draft_without_music_or_kept_sound_has_no_audio_stream(tmp_path: Path) -> None:
+    media = {"p": flat_photo(tmp_path / "p.jpg", (90, 120, 200))}
+    out = render(tmp_path, video_draft([{"kind": "image", "src": "p", "d": 1500}], music=False), media)
+    assert "Audio:" not in info(out)
+    assert abs(duration_s(out) - 1.5) <= 1 / FPS
+
+
+def test_a_music_file_is_looped_to_the_video_length(tmp_path: Path) -> None:
+    song = write_music_bed(tmp_path / "song.wav", "upbeat", 1.0)  # shorter than the video
+    media = {"p": flat_photo(tmp_path / "p.jpg", (90, 120, 200)), "song": song}
+    out = render(tmp_path, video_draft([{"kind": "image", "src": "p", "d": 2500}], music="song"), media)
+    pcm = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(out), "-f", "s16le", "-ac", "1", "-ar", "8000", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
+    assert abs(len(samples) / 8000 - 2.5) <= 1 / FPS
+    middle = samples[int(1.4 * 8000) : int(1.9 * 8000)]  # after the 1 s song ended once
+    assert np.sqrt(np.mean(middle**2)) > 300
+
+
+def test_a_kept_clip_sound_gives_an_audio_stream_without_music(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=256x144:r=25:d=2", "-f", "lavfi",
+         "-i", "sine=frequency=440:duration=2", "-shortest", "-c:v", "libx264", "-preset", "ultrafast",
+         "-c:a", "aac", str(clip)],
+        check=True,
+    )  # fmt: skip
+    draft = video_draft(
+        [{"kind": "video", "src": "c", "name": "clip.mp4", "keep_audio": True, "d": 2000}], music=False
+    )
+    out = render(tmp_path, draft, {"c": clip})
+    assert "Audio: aac" in info(out)
+    assert abs(duration_s(out) - 2.0) <= 1 / FPS
+
+
+# ---------------------------------------------------------------- what is on screen
+
+
+def test_the_title_is_drawn_in_the_middle_of_the_photo(tmp_path: Path) -> None:
+    media = {"p": flat_photo(tmp_path / "p.jpg", (60, 70, 80))}
+    draft = video_draft(
+        [{"kind": "image", "src": "p", "d": 2000}],
+        music=False,
+        texts=[("title", "Summer Sale", 0, 1500, "center")],
+    )
+    video = frames(render(tmp_path, draft, media))
+    during, after = video[20], video[55]
+    centre = (slice(H // 2 - 15, H // 2 + 15), slice(W // 4, 3 * W // 4))
+    assert during[centre].max() > 200  # white letters over a dark photo
+    assert after[centre].max() < 110  # gone after its segment
+    assert abs(during[:20, :40].mean() - after[:20, :40].mean()) < 4  # the corner is untouched
+
+
+def test_a_fade_transition_blends_the_two_photos(tmp_path: Path) -> None:
+    media = {
+        "r": flat_photo(tmp_path / "r.jpg", (220, 30, 30)),
+        "b": flat_photo(tmp_path / "b.jpg", (30, 30, 220)),
+    }
+    shots = [{"kind": "image", "src": "r", "d": 2000}, {"kind": "image", "src": "b", "d": 2000}]
+    draft = video_draft(shots, transition_ms=1000, music=False)
+    video = frames(render(tmp_path, draft, media))
+    assert len(video) == 90  # 2 s + 2 s - 1 s of overlap
+    first, middle, last = (video[i].reshape(-1, 3).mean(axis=0) for i in (10, 45, 80))
+    assert first[0] > 180 and first[2] < 70
+    assert last[2] > 180 and last[0] < 70
+    assert 80 < middle[0] < 170 and 80 < middle[2] < 170  # half red, half blue
+
+
+def test_the_logo_sits_in_the_top_right_corner(tmp_path: Path) -> None:
+    media = {"p": flat_photo(tmp_path / "p.jpg", (30, 40, 50)), "logo": logo_png(tmp_path / "logo.png")}
+    draft = video_draft([{"kind": "image", "src": "p", "d": 1500}], music=False, logo="logo")
+    frame = frames(render(tmp_path, draft, media))[30]
+    top_right = frame[: H // 5, W - W // 5 :]
+    top_left = frame[: H // 5, : W // 5]
+    assert top_right.max() > 180  # the white logo, slightly see-through
+    assert top_left.max() < 80
+
+
+def test_an_end_card_shows_a_moving_gradient_and_the_logo_large(tmp_path: Path) -> None:
+    media = {"logo": logo_png(tmp_path / "logo.png")}
+    shots = [{"kind": "card", "src": None, "colors": ["#102040", "#f0a0c0"], "logo": True, "d": 2000}]
+    video = frames(render(tmp_path, video_draft(shots, music=False, logo="logo"), media))
+    centre = video[30][int(H * 0.3) : int(H * 0.5), W // 2 - 20 : W // 2 + 20]
+    assert centre.min() > 200  # the big white logo in the middle
+    corner = video[:, :20, :20].mean(axis=(1, 2))  # (frames, rgb) of the top-left corner
+    far_corner = video[30][-20:, -20:].mean(axis=(0, 1))
+    assert np.abs(corner[30] - far_corner).sum() > 150  # a gradient between the two colours, not a flat fill
+    assert np.abs(corner[5] - corner[55]).sum() > 20  # and it moves
+
+
+def test_a_portrait_photo_fills_a_landscape_frame_without_bars(tmp_path: Path) -> None:
+    media = {"p": textured_photo(tmp_path / "tall.jpg", size=(300, 600))}
+    video = frames(
+        render(tmp_path, video_draft([{"kind": "image", "src": "p", "d": 1000}], music=False), media)
+    )
+    for frame in video[::10]:
+        assert frame[:, :3].mean() > 30 and frame[:, -3:].mean() > 30  # no black columns
+        assert frame[:3].mean() > 30 and frame[-3:].mean() > 30  # no black rows
+
+
+# ---------------------------------------------------------------- Ken Burns motion
+
+
+def test_a_pan_moves_the_photo_at_a_steady_speed(tmp_path: Path) -> None:
+    media = {"p": textured_photo(tmp_path / "p.jpg")}
+    video = frames(
+        render(
+            tmp_path,
+            video_draft([{"kind": "image", "src": "p", "motion": "pan_left", "d": 2000}], music=False),
+            media,
+        )
+    )
+    steps = horizontal_steps(video, slice(40, 140), slice(100, 220))
+    assert 0.8 < steps.mean() < 1.2  # pan_left: the picture slides right, ~1 px per frame
+    assert steps.std() < 0.1  # no stalls, no jumps
+    assert steps.min() > 0.6
+
+
+def test_a_zoom_moves_smoothly_without_stalls(tmp_path: Path) -> None:
+    media = {"p": textured_photo(tmp_path / "p.jpg")}
+    video = frames(
+        render(
+            tmp_path,
+            video_draft([{"kind": "image", "src": "p", "motion": "zoom_in", "d": 2000}], music=False),
+            media,
+        )
+    )
+    left = horizontal_steps(video, slice(60, 120), slice(20, 100))  # left of centre: moves outwards (left)
+    right = horizontal_steps(video, slice(60, 120), slice(220, 300))
+    assert left.mean() < -0.3 and right.mean() > 0.3
+    assert left.max() < 0 and right.min() > 0  # every single frame moves
+    assert left.std() < 0.12 and right.std() < 0.12
+    assert abs(left.mean() + right.mean()) < 0.1  # centred zoom: no drift
+
+
+# ---------------------------------------------------------------- progress, errors, cancellation
+
+
+def test_progress_climbs_to_one(tmp_path: Path) -> None:
+    media = {"p": flat_photo(tmp_path / "p.jpg", (100, 100, 100))}
+    seen: list[float] = []
+    render(
+        tmp_path,
+        video_draft([{"kind": "image", "src": "p", "d": 1500}], music=False),
+        media,
+        progress=seen.append,
+    )
+    assert seen[-1] == pytest.approx(1.0)
+    assert all(0.0 <= value <= 1.0 for value in seen)
+    assert seen == sorted(seen)
+
+
+def test_a_broken_photo_is_a_render_error_naming_it_and_leaves_no_file(tmp_path: Path) -> None:
+    broken = tmp_path / "p.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    draft = video_draft([{"kind": "image", "src": "p", "name": "beach.jpg", "d": 1000}], music=False)
+    with pytest.raises(RenderError, match=r"beach\.jpg"):
+        render(tmp_path, draft, {"p": broken})
+    assert not (tmp_path / "out" / "video.mp4").exists()
+
+
+def test_a_broken_clip_is_a_render_error_naming_it(tmp_path: Path) -> None:
+    broken = tmp_path / "c.mp4"
+    broken.write_bytes(os.urandom(4000))
+    draft = video_draft([{"kind": "video", "src": "c", "name": "drone.mp4", "d": 1000}], music=False)
+    with pytest.raises(RenderError, match=r"drone\.mp4") as caught:
+        render(tmp_path, draft, {"c": broken})
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 500
+
+
+def _ffmpeg_writing(target_dir: Path) -> list[int]:
+    """Pids of processes whose command line mentions target_dir (our ffmpeg, if it survived)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(target_dir).encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_cancelled_render_kills_ffmpeg_and_leaves_no_file(tmp_path: Path) -> None:
+    media = {"p": textured_photo(tmp_path / "p.jpg")}
+    draft = video_draft([{"kind": "image", "src": "p", "motion": "zoom_in", "d": 20000}], music=False)
+
+    def cancel(value: float) -> None:
+        if 0 < value < 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        render(tmp_path, draft, media, progress=cancel)
+    assert _ffmpeg_writing(tmp_path / "out") == []
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# ---------------------------------------------------------------- the generated music bed
+
+
+@pytest.mark.parametrize("mood", ["upbeat", "calm", "lofi", "cinematic"])
+def test_the_music_bed_is_music_not_a_test_tone(mood: str) -> None:
+    sr = 22050
+    track = synthesize(mood, 6.0, sample_rate=sr)
+    assert track.shape == (6 * sr, 2)
+    assert np.abs(track).max() <= 1.0 and np.sqrt(np.mean(track**2)) > 0.05
+    mono = track.mean(axis=1)
+    # Harmony: several distinct strong pitches, not one sine.
+    spectrum = np.abs(np.fft.rfft(mono[sr : 5 * sr]))
+    freqs = np.fft.rfftfreq(4 * sr, 1 / sr)
+    band = (freqs > 60) & (freqs < 2000)
+    strong = freqs[band][spectrum[band] > spectrum[band].max() * 0.25]
+    assert len({round(12 * np.log2(f / 440)) for f in strong}) >= 3
+    # Movement: loudness changes over time (notes, chords, beats), it is not a steady drone.
+    envelope = np.sqrt(np.mean(mono[: 6 * sr // 2205 * 2205].reshape(-1, 2205) ** 2, axis=1))
+    assert envelope.std() / envelope.mean() > 0.05
