@@ -35,6 +35,7 @@ from starlette.routing import Route
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SETTLE_S = 0.3
+PROFILE_ENV = "NEMOWATCH_BENCH_PROFILE"
 DRAFT = {
     "d": 1000,
     "m": {"width": 320, "height": 180},
@@ -71,8 +72,14 @@ def start(config: Path, root: Path, **env: str) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("NEMO", "NOTIFY_SOCKET"))}
     full.update(PYTHONPATH=str(REPO), NEMO_CLIENT_ID="0b7d6c8e-3f44-4c1e-9a70-5e1c4f7b2a90", **env)
     log = (root / "daemon.log").open("wb")
+    # NEMOWATCH_BENCH_PROFILE=<file>: run the daemon under cProfile (stats written when it stops).
+    profile = os.environ.get(PROFILE_ENV)
+    runner = ["-m", "cProfile", "-o", profile] if profile else []
     return subprocess.Popen(
-        [sys.executable, "-m", "nemowatch", "run", "--config", str(config)], env=full, stdout=log, stderr=log
+        [sys.executable, *runner, "-m", "nemowatch", "run", "--config", str(config)],
+        env=full,
+        stdout=log,
+        stderr=log,
     )
 
 

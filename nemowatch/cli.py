@@ -14,6 +14,7 @@ from typing import Any
 from nemowatch import __version__
 from nemowatch.config import Config, ConfigError, default_config_path, load_config, write_example
 from nemowatch.errors import UserError
+from nemowatch.logs import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -166,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nemowatch`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # One-shot commands print their answer; only warnings from the layers below belong beside it.
+    # `run`, `serve` and `doctor` set up their own sinks.
+    setup_logging(None, level="WARNING")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

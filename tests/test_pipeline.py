@@ -26,21 +26,9 @@ from nemowatch.daemon.results import ffmpeg_exe
 from nemowatch.local.server import LocalSettings, RunningServer, start_server
 from nemowatch.logs import add_job_sink
 from nemowatch.states import JobState
+from tests.daemon_helpers import RESULT_KEYS
 
 SMALL = "A square 720p video of 3 seconds"
-RESULT_KEYS = {
-    "job",
-    "status",
-    "backend",
-    "session_id",
-    "videos",
-    "timeline",
-    "messages",
-    "project_url",
-    "credits",
-    "started_at",
-    "finished_at",
-}
 
 
 class Crash(BaseException):

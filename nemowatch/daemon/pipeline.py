@@ -41,7 +41,14 @@ from nemowatch.api.formats import ACCEPTED_LIST, MAX_UPLOAD_BYTES
 from nemowatch.daemon.journal import JobRecord, Journal, now_iso
 from nemowatch.daemon.outbox import FAILED_FILE
 from nemowatch.daemon.prompt import JobPrompt, load_job_prompt
-from nemowatch.daemon.results import build_result, measure_video, video_file_name, video_number
+from nemowatch.daemon.results import (
+    build_result,
+    measure_video,
+    read_video_facts,
+    video_file_name,
+    video_number,
+)
+from nemowatch.daemon.statusfile import StatusFile
 from nemowatch.errors import UserError
 from nemowatch.states import JobState
 
@@ -54,6 +61,8 @@ T = TypeVar("T")
 
 # A session the backend loses again and again is not worth chasing forever.
 MAX_SESSION_REPLAYS = 2
+# States of a job being worked on: STATUS.txt may show them a moment late (see statusfile.py).
+_PROGRESS = frozenset({JobState.UPLOADING, JobState.PROMPTING, JobState.RENDERING, JobState.DOWNLOADING})
 # How long result.json waits for a nice-to-have fact (project link, final balance).
 FACT_TIMEOUT_S = 30.0
 
@@ -229,12 +238,18 @@ class _JobRun:
         self.log = logger.bind(job=job.name)
         self.session_id = ""
         self.task_id = ""
+        self.status_file = StatusFile(pipeline.outbox, job.outbox_dir)
 
     # -- journal and status ------------------------------------------------------------------
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        """Journal a step, then give the test seam its chance."""
-        self.journal.put_step(self.job.id, key, value)
+    def put(self, key: str, value: dict[str, Any], *, durable: bool = True) -> None:
+        """Journal a step, then give the test seam its chance.
+
+        ``durable=False`` for the record of a step already taken (the ``…ed`` records): losing it
+        in a power cut is the crash between a call and its record, which resuming handles, and
+        the next write-ahead record (always durable) makes it durable anyway.
+        """
+        self.journal.put_step(self.job.id, key, value, durable=durable)
         self.p.checkpoint(key)
 
     def step(self, key: str) -> dict[str, Any] | None:
@@ -249,7 +264,8 @@ class _JobRun:
             return
         self.journal.set_state(self.job.id, state, detail, error)
         self.job = self.journal.get(self.job.id)
-        self.p.outbox.write_status(self.job.outbox_dir, self.job.status_line)
+        # Where the daemon stops working on the job, the file says so at once; progress may lag a moment.
+        self.status_file.show(self.job.status_line, now=state not in _PROGRESS)
 
     def set_detail(self, detail: str) -> None:
         if detail != self.job.detail:
@@ -258,6 +274,12 @@ class _JobRun:
     # -- the run -----------------------------------------------------------------------------
 
     async def execute(self) -> JobState:
+        try:
+            return await self._execute()
+        finally:
+            self.status_file.flush()  # the latest state, also when the run is cancelled (a stop)
+
+    async def _execute(self) -> JobState:
         try:
             await self.work()
         except _WaitForCredits as wait:
@@ -291,7 +313,7 @@ class _JobRun:
         run = self.step("run")
         if run is None:
             run = {"started_at": now_iso(), "credits_before": None}
-            self.put("run", run)
+            self.put("run", run, durable=False)
             self.log.info(
                 "job started: {} message(s), {} media file(s), export {}",
                 len(inputs.prompt.messages),
@@ -332,7 +354,7 @@ class _JobRun:
         credits = await self.retrying("checking credits", self.client.credits)
         if run.get("credits_before") is None:
             run = {**run, "credits_before": credits.available}
-            self.put("run", run)
+            self.put("run", run, durable=False)
         if credits.available < self.s.min_credits:
             raise _WaitForCredits(self.credit_detail(credits.available))
 
@@ -399,7 +421,7 @@ class _JobRun:
                 lambda: self.client.create_session(task_name=self.job.name, language=language),
             )
             found = {"task_id": created.task_id, "session_id": created.session_id}
-            self.put("session", found)
+            self.put("session", found, durable=False)
             self.log.info("session {} created", created.session_id)
         self.task_id, self.session_id = found["task_id"], found["session_id"]
 
@@ -415,7 +437,7 @@ class _JobRun:
             await self.retrying(
                 f"uploading {rel}", lambda p=path: self.client.upload_file(self.session_id, p)
             )
-            self.put(key, {"done": True, "bytes": path.stat().st_size})
+            self.put(key, {"done": True, "bytes": path.stat().st_size}, durable=False)
             self.log.info("uploaded {} ({}/{})", rel, number, len(media))
 
     # -- messages ----------------------------------------------------------------------------
@@ -437,10 +459,12 @@ class _JobRun:
         if sending is not None:
             self.log.warning("message {} may have reached the backend before a restart: checking", index + 1)
             await self.recover(index, sending["draft_hash_before"])
-            self.put(f"message:{index}:sent", {"reply": "", "completed": False, "recovered": True})
+            self.put(
+                f"message:{index}:sent", {"reply": "", "completed": False, "recovered": True}, durable=False
+            )
             return
         reply, completed = await self.send(index, text)
-        self.put(f"message:{index}:sent", {"reply": reply, "completed": completed})
+        self.put(f"message:{index}:sent", {"reply": reply, "completed": completed}, durable=False)
 
     async def send(self, index: int, text: str) -> tuple[str, bool]:
         """The one place a message goes out; returns (reply, completed)."""
@@ -551,7 +575,7 @@ class _JobRun:
             status = await self.poll(render_id, number)
             if status.status == "completed":
                 done = {"render_id": render_id, "url": status.url}
-                self.put(f"render:{index}:done", done)
+                self.put(f"render:{index}:done", done, durable=False)
                 return done
             reason = status.error or "no reason given"
             if self.step(f"render:{index}:failed") is not None:
@@ -588,7 +612,9 @@ class _JobRun:
             return None
         self.log.info("render {} was already submitted: following it", render_id)
         self.put(
-            f"render:{index}:submitted", {"render_id": render_id, "timeline": submitting.get("timeline")}
+            f"render:{index}:submitted",
+            {"render_id": render_id, "timeline": submitting.get("timeline")},
+            durable=False,
         )
         return render_id
 
@@ -625,7 +651,7 @@ class _JobRun:
                 code=exc.code,
             ) from None
         self.p.checkpoint(f"render:{index}:returned")
-        self.put(f"render:{index}:submitted", {"render_id": render_id, "timeline": timeline})
+        self.put(f"render:{index}:submitted", {"render_id": render_id, "timeline": timeline}, durable=False)
         self.log.info("render {} submitted", render_id)
         return render_id
 
@@ -654,7 +680,9 @@ class _JobRun:
             lambda: self.client.download_render(done["render_id"], temp, url=done.get("url")),
         )
         final = self.p.outbox.place_video(self.job.outbox_dir, temp, name)
-        facts = await asyncio.to_thread(measure_video, final)
+        # The box reader takes well under a millisecond: run it here rather than pay a thread hop;
+        # only a file it cannot read goes to ffmpeg, in a thread.
+        facts = read_video_facts(final) or await asyncio.to_thread(measure_video, final)
         self.put(
             f"download:{index}",
             {
@@ -664,6 +692,7 @@ class _JobRun:
                 "duration_s": facts.duration_s,
                 "bytes": facts.bytes,
             },
+            durable=False,
         )
         self.log.info(
             "video {} written ({}x{}, {:.1f} s, {:.1f} MB)",
@@ -701,20 +730,24 @@ class _JobRun:
         error = None
         if failure is not None:
             error = {"code": failure.code, "message": failure.message, "hint": failure.hint}
+        # Two independent questions to the backend: asked at once, one round trip instead of two.
+        project_url, credits_after = await asyncio.gather(
+            self.quietly(self.project_url()), self.quietly(self.credits_now())
+        )
         result = build_result(
             self.job,
             self.journal.steps(self.job.id),
             status="failed" if failure else "done",
             backend=self.s.backend,
-            project_url=await self.quietly(self.project_url()),
-            credits_after=await self.quietly(self.credits_now()),
+            project_url=project_url,
+            credits_after=credits_after,
             finished_at=now_iso(),
             error=error,
         )
         if failure is not None:
             self.p.outbox.write_failed(self.job.outbox_dir, failure, inputs=inputs)
         self.p.outbox.write_result(self.job.outbox_dir, result)
-        self.put("outbox", {"written": True})
+        self.put("outbox", {"written": True}, durable=False)
         if failure is None:
             # A retried job that succeeds must not keep the FAILED.txt of its earlier attempt.
             (self.job.outbox_dir / FAILED_FILE).unlink(missing_ok=True)

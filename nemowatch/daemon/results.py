@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nemowatch.daemon.journal import JobRecord
+from nemowatch.daemon.mp4info import read_mp4_facts
 
 _SIZE = re.compile(r"Stream #\S+.*?Video:.*?[, ](\d{2,5})x(\d{2,5})[, \[]")
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
@@ -35,9 +36,24 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+def read_video_facts(path: Path) -> VideoFacts | None:
+    """The facts from the MP4's boxes alone (no process); None when they cannot be read there."""
+    read = read_mp4_facts(path)
+    if read is None:
+        return None
+    return VideoFacts(
+        width=read.width, height=read.height, duration_s=read.duration_s, bytes=path.stat().st_size
+    )
+
+
 def measure_video(path: Path) -> VideoFacts:
-    """Width, height and duration of an MP4 from ``ffmpeg -i`` (0 when ffmpeg cannot tell)."""
-    size = path.stat().st_size
+    """Width, height and duration of an MP4 from its boxes, else from ``ffmpeg -i`` (0 when neither can tell)."""
+    # Reading the boxes takes well under a millisecond; ffmpeg is a process per job.
+    return read_video_facts(path) or _probe_with_ffmpeg(path, path.stat().st_size)
+
+
+def _probe_with_ffmpeg(path: Path, size: int) -> VideoFacts:
+    """The facts as ``ffmpeg -i`` prints them: for what the box reader cannot follow (fragmented MP4s)."""
     try:
         # `ffmpeg -i` without an output prints the container's facts to stderr and exits 1.
         probe = subprocess.run(

@@ -38,6 +38,7 @@ from nemowatch.daemon import facts
 from nemowatch.daemon.backend import open_backend
 from nemowatch.daemon.inbox import InboxWatcher, check_layout
 from nemowatch.daemon.intake import Intake
+from nemowatch.daemon.joblogs import JobLogs
 from nemowatch.daemon.jobscan import inbox_candidates, scan_job
 from nemowatch.daemon.journal import JobRecord, Journal, journal_path
 from nemowatch.daemon.notify import Notifier, describe_queue
@@ -45,7 +46,7 @@ from nemowatch.daemon.outbox import Outbox
 from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
 from nemowatch.daemon.schedule import PAUSED_TOKEN, Scheduler
 from nemowatch.errors import UserError
-from nemowatch.logs import add_job_sink, setup_logging
+from nemowatch.logs import setup_logging
 from nemowatch.states import JobState
 
 # How often the loop looks at the journal without being woken (picks up `nemowatch retry`).
@@ -100,8 +101,8 @@ class CrashingJournal(Journal):
         super().set_state(job_id, state, detail, error)
         self.hook(f"state:{JobState(state).value}")
 
-    def put_meta(self, key: str, value: Any) -> None:
-        super().put_meta(key, value)
+    def put_meta(self, key: str, value: Any, *, durable: bool = True) -> None:
+        super().put_meta(key, value, durable=durable)
         if key == facts.INTAKE:
             stage = "done" if value is None else value.get("stage", "intent")
             self.hook(f"intake:{stage}")
@@ -151,6 +152,7 @@ class Daemon:
         self.outbox = Outbox(cfg.outbox)
         self.intake = Intake(self.journal, self.outbox, self.work_root)
         self.notifier = Notifier.from_env()
+        self.job_logs = JobLogs()  # every job.log behind one sink: adding a sink per job is slow
         self.running: dict[int, asyncio.Task[None]] = {}
         self.released: set[int] = set()  # waiting_credits jobs the last credit check let go
         self.outcomes: dict[int, JobState] = {}  # what every pipeline this run started ended in
@@ -176,6 +178,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
         watchdog = self.notifier.start_watchdog(loop)
+        self.job_logs.start()
         self.journal.put_meta(facts.PAUSED, None)
         self._previous = self.journal.get_meta(facts.DAEMON)
         self._write_daemon_fact(started=True)
@@ -226,6 +229,7 @@ class Daemon:
                 watchdog.cancel()
             self._write_daemon_fact(stopped=True)
             self.notifier.close()
+            self.job_logs.stop()
         return self._exit_status()
 
     async def _serve(self) -> None:
@@ -235,10 +239,14 @@ class Daemon:
             now = time.monotonic()
             # With every slot busy there is nothing to start: skip reading the queue (hundreds of
             # queued jobs would be read at every wake-up) unless the STATUS= line is due.
-            if len(self.running) < self.cfg.max_concurrent or now - published >= TICK_S:
-                jobs = self.journal.jobs([*RUNNABLE, JobState.WAITING_CREDITS])
+            due = now - published >= TICK_S
+            if len(self.running) < self.cfg.max_concurrent or due:
+                if due or self.once or not self.running:
+                    jobs = self.journal.jobs([*RUNNABLE, JobState.WAITING_CREDITS])
+                else:
+                    jobs = self._launchable()  # a slot came free: only the jobs that could fill it
                 self._launch(jobs)
-                if now - published >= TICK_S or not self.running:
+                if due or not self.running:
                     self._publish(jobs)
                     published = now
                 if self.once and self._once_finished(jobs):
@@ -246,6 +254,17 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=TICK_S)
             self._wake.clear()
+
+    def _launchable(self) -> list[JobRecord]:
+        """The oldest runnable jobs, enough to fill the free slots past those running or held, and
+        the waiting jobs a credit check released (reading hundreds of queued jobs per finished job
+        would cost more than the job)."""
+        skipped = len(self.running) + len(self.held)
+        jobs = self.journal.jobs(RUNNABLE, limit=skipped + self.cfg.max_concurrent)
+        if self.released:
+            jobs += [r for r in self.journal.jobs([JobState.WAITING_CREDITS]) if r.id in self.released]
+            jobs.sort(key=lambda record: record.id)
+        return jobs
 
     def _launch(self, jobs: Iterable[JobRecord]) -> None:
         """Start a pipeline for each runnable job, oldest first, up to ``max_concurrent`` at once."""
@@ -265,7 +284,7 @@ class Daemon:
     async def _run_job(self, record: JobRecord) -> None:
         """One pipeline run with the job's own log sink; the outcome is kept for ``once``'s exit status."""
         assert self.pipeline is not None
-        sink = add_job_sink(record.name, record.outbox_dir / "job.log")
+        self.job_logs.open(record.name, self.outbox.job_log_path(record.outbox_dir))
         state: JobState | None = None
         try:
             if record.state is not JobState.QUEUED:
@@ -282,7 +301,7 @@ class Daemon:
             logger.opt(exception=exc).error("job {} stopped: {}; it resumes on restart", record.name, exc)
             state = JobState.FAILED
         finally:
-            logger.remove(sink)
+            self.job_logs.close(record.name)
             self.running.pop(record.id, None)
             self._wake.set()
         if (

@@ -154,33 +154,81 @@ def still_leg(n: int) -> list[str]:
 
 
 def pan_leg(n: int, width: int, height: int, travel: int, step: int, leftward: bool) -> list[str]:
-    """A horizontal pan by a whole number of pixels per frame over a pre-sized (width+travel) image.
+    """A horizontal pan by a whole number of pixels per frame, cropped from a converted-once yuv420p still.
 
-    Whole-pixel steps at a constant rate are perfectly uniform motion, and a crop is free.
-    The crop runs in yuv444p so odd offsets keep chroma aligned; conversion to 4:2:0 follows.
+    Whole-pixel steps at a constant rate are perfectly uniform motion, and a crop is free (it only
+    moves the plane pointers). 4:2:0 chroma can only be cropped at even x, so the still is prepared
+    as two copies stacked with a gap (``pan_stack``): the lower one shifted left by one pixel. An
+    odd position is the lower copy cropped at the even x below it; chroma stays aligned on every frame.
     """
-    x = f"{travel}-{step}*{_INDEX}" if leftward else f"{step}*{_INDEX}"
+    pos = f"({travel}-{step}*{_INDEX})" if leftward else f"({step}*{_INDEX})"
     return [
-        *_looped(n, "yuv444p"),
-        f"crop={width}:{height}:x='{x}':y=0:exact=1",
+        *_looped(n, "yuv420p"),
+        f"crop={width}:{height}:x='{pos}-mod({pos},2)':y='{height + PAN_GAP}*mod({pos},2)':exact=1",
         *normalise_tail(n),
     ]
 
 
-def zoom_leg(n: int, width: int, height: int, zoom_in: bool) -> list[str]:
-    """A centred zoom: every frame the picture is resampled to (W+2a)x(H+2b) and the centre cropped.
+# Rows between the two copies of a pan still, so 4:2:0 chroma subsampling never mixes them.
+PAN_GAP = 16
 
-    The horizontal margin ``a`` grows by exactly one pixel per frame (uniform speed, no
-    zoompan-style rounding of the crop window); ``b`` follows the aspect ratio. The source
-    was pre-sized to the largest frame so each frame is a mild downscale, never an upscale.
+
+def pan_stack_size(width: int, height: int) -> tuple[int, int]:
+    """The size of a pan still prepared for ``pan_leg``: two copies of the strip and the gap."""
+    return width, 2 * height + PAN_GAP
+
+
+# Zoom canvases: copies of the still stretched vertically by 0, 1/M, 2/M ... of 2 px (see zoom_branch).
+ZOOM_CANVASES = 4
+
+
+def zoom_canvas_size(n: int, width: int, height: int) -> tuple[int, int]:
+    """The pre-sized still for a zoom of n frames: the widest frame, and at least as tall in proportion."""
+    a = n - 1
+    return width + 2 * a, height + 2 * -(-a * height // width)
+
+
+def zoom_stretch(index: int, height: int) -> float:
+    """Vertical stretch of zoom canvas ``index``: 1 + index/M of the 2 px step of an even frame height."""
+    return 1.0 + index * 2.0 / (height * ZOOM_CANVASES)
+
+
+def zoom_branch(
+    n: int, width: int, height: int, canvas: tuple[int, int], zoom_in: bool, index: int
+) -> list[str]:
+    """One of the M branches of a centred zoom: the frames whose vertical scale canvas ``index`` hits.
+
+    Every frame the canvas is resampled to (W+2a)x(Hs) and the centre cropped. The horizontal
+    margin ``a`` grows by exactly one pixel per frame (uniform speed, no zoompan-style rounding).
+    The exact height for the same zoom, (W+2a)*Hc/Wc, is rarely a whole number of pixels, let
+    alone one with a whole-pixel margin (Hs - H even); rounding it moved the top and bottom rows
+    in steps of 0 and ~1 px. So Hs is the even-margin height just below the exact one and the
+    rest of the vertical scale (a factor in [1, 1+2/Hs)) comes from the canvas that Pillow
+    pre-stretched by the nearest multiple of 1/M of it: vertical error at most 1/(2M) px.
     """
+    cw, ch = canvas
     a = _INDEX if zoom_in else f"({n - 1}-{_INDEX})"
-    b = f"round({a}*{height}/{width})"
+    exact = f"(({width}+2*{a})*{ch}/{cw})"
+    low = f"({height}+2*floor(({exact}-{height})/2))"
+    pick = f"round(({exact}/{low}-1)*{height * ZOOM_CANVASES / 2})"  # 0..M (M: the next even height)
+    h = f"({low}+2*gte({pick},{ZOOM_CANVASES}))"
     return [
         *_looped(n, "yuv444p"),
-        f"scale=w='{width}+2*{a}':h='{height}+2*{b}':eval=frame:flags=bilinear",
-        # The offsets repeat a and b: crop keeps the in_w/in_h of its first frame, so those cannot be used.
-        f"crop={width}:{height}:x='{a}':y='{b}':exact=1",
+        f"select='eq(mod({pick},{ZOOM_CANVASES}),{index})'",
+        f"scale=w='{width}+2*{a}':h='{h}':eval=frame:flags=bilinear",
+        # The offsets repeat a and Hs: crop keeps the in_w/in_h of its first frame, so those cannot be used.
+        f"crop={width}:{height}:x='{a}':y='({h}-{height})/2':exact=1",
+    ]
+
+
+def zoom_merge(n: int) -> list[str]:
+    """The M zoom branches back in frame order, in 4:2:0."""
+    # select and interleave drop the frame rate that xfade needs; fps on pts = N only restores it.
+    return [
+        f"interleave=nb_inputs={ZOOM_CANVASES}",
+        f"settb=1/{FPS}",
+        "setpts=N",
+        f"fps={FPS}",
         *normalise_tail(n),
     ]
 
@@ -196,7 +244,8 @@ def card_leg(n: int, width: int, height: int, colors: list[str]) -> tuple[str, l
         f"gradients=s={small_w}x{small_h}:c0={c0}:c1={c1}:n=2:type=linear"
         f":x0=0:y0=0:x1={small_w}:y1={small_h}:speed=0.008:seed=7:r={FPS}:d={(n + 1) / FPS:.4f}"
     )
-    return source, [f"scale={width}:{height}:flags=bicubic", *normalise_tail(n)]
+    # Converted to yuv420p while still small, so the upscale is the only full-size pass.
+    return source, ["format=yuv420p", f"scale={width}:{height}:flags=bicubic", *normalise_tail(n)]
 
 
 def clip_leg(n: int, width: int, height: int) -> list[str]:
@@ -226,3 +275,17 @@ def xfade(transition: str, overlap: int, offset: int) -> str:
     """An xfade of ``overlap`` frames starting at output frame ``offset``."""
     name = transition if transition in XFADE_TRANSITIONS else "fade"
     return f"xfade=transition={name}:duration={overlap / FPS:.6f}:offset={offset / FPS:.6f}"
+
+
+def frame_range(start: int, end: int) -> list[str]:
+    """Frames [start, end) of a leg, renumbered from 0 (for cutting a leg into head, body and tail)."""
+    return [f"trim=start_frame={start}:end_frame={end}", "setpts=PTS-STARTPTS"]
+
+
+def transition_window(transition: str, overlap: int) -> list[str]:
+    """The overlap of two legs only: xfade works in 4:4:4 only, so it never sees the other frames.
+
+    Both inputs are the ``overlap`` frames of the transition; the result goes back to yuv420p so it
+    concatenates with the untouched 4:2:0 bodies of the legs.
+    """
+    return [xfade(transition, overlap, 0), "format=yuv420p", f"trim=end_frame={overlap}"]

@@ -32,9 +32,12 @@ from nemowatch.local.text import Placed, render_logo, render_text
 
 # libx264 settings, shared with bench/render_bench.py's encoder floor so the two compare like for like.
 # No B-frames: with mb-tree, x264 codes the B-frames of a slow, grainy pan as near-copies of their
-# neighbours, and a 1 px/frame pan decodes as 0, 2, 0, 2 px steps (judder). -bf 0 keeps every frame's
-# motion and is also the faster choice on two cores.
-X264_ARGS = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "21", "-bf", "0", "-profile:v", "high")
+# neighbours, and a 1 px/frame pan decodes as 0, 2, 0, 2 px steps (judder). superfast, not veryfast:
+# veryfast's mb-tree starves slow sub-pixel motion the same way in P-frames (a zoom leg of grainy
+# photos came out at 0.3 MB with its frame-to-frame motion jitter at 0.14 px against 0.04 before
+# encoding); superfast has no mb-tree, keeps the zooms smooth (0.04-0.06 px) and is the cheaper encode.
+# The price is bitrate: about 2 Mbit/s for the reference job instead of 1.
+X264_ARGS = ("-c:v", "libx264", "-preset", "superfast", "-crf", "21", "-bf", "0", "-profile:v", "high")
 AUDIO_RATE = 48000
 # ffmpeg prints progress twice a second; this long without any means it is stuck.
 STALL_TIMEOUT_S = 120.0
@@ -155,6 +158,15 @@ def _load_photo(path: Path, name: str, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS, box=box)
 
 
+def _pan_stack(strip: Image.Image, height: int) -> Image.Image:
+    """The strip and the strip shifted left by one pixel, stacked with a gap (see graph.pan_leg)."""
+    width = strip.width - 1
+    stacked = Image.new("RGB", g.pan_stack_size(width, height))
+    stacked.paste(strip.crop((0, 0, width, height)), (0, 0))
+    stacked.paste(strip.crop((1, 0, width + 1, height)), (0, height + g.PAN_GAP))
+    return stacked
+
+
 def _pan_step(leg: Leg, width: int) -> int:
     """Whole pixels per frame for a pan travelling about 12% of the width over the segment."""
     return max(1, round(0.12 * width / max(1, leg.n)))
@@ -163,24 +175,47 @@ def _pan_step(leg: Leg, width: int) -> int:
 def _photo_size(leg: Leg, width: int, height: int) -> tuple[int, int]:
     motion = leg.meta.get("motion")
     if motion in ("pan_left", "pan_right"):
-        return width + _pan_step(leg, width) * (leg.n - 1), height
+        # One spare column: the second copy of a pan still is the strip shifted left by one pixel.
+        return width + _pan_step(leg, width) * (leg.n - 1) + 1, height
     if motion in ("zoom_in", "zoom_out"):
-        a = leg.n - 1
-        return width + 2 * a, height + 2 * round(a * height / width)
+        return g.zoom_canvas_size(leg.n, width, height)
     return width, height
 
 
-def _prepare_photos(job: Job, legs: list[Leg]) -> dict[int, Path]:
+def _zoom_canvases(image: Image.Image, height: int) -> list[Image.Image]:
+    """The zoom canvases (see graph.zoom_branch): the still stretched vertically about its centre.
+
+    A float box makes Pillow resample exactly; only the vertical pass runs (same width, full box).
+    """
+    out = [image]
+    for index in range(1, g.ZOOM_CANVASES):
+        trim = image.height * (1.0 - 1.0 / g.zoom_stretch(index, height)) / 2.0
+        box = (0.0, trim, float(image.width), image.height - trim)
+        out.append(image.resize(image.size, Image.Resampling.BICUBIC, box=box))
+    return out
+
+
+def _prepare_photos(job: Job, legs: list[Leg]) -> dict[int, list[Path]]:
     """Decode and size every photo once, two at a time (Pillow releases the GIL while it works)."""
 
-    def prepare(index: int) -> tuple[int, Path]:
+    def prepare(index: int) -> tuple[int, list[Path]]:
         leg = legs[index]
         name = str(leg.meta.get("name") or leg.meta.get("src"))
         path = _resolve(job, str(leg.meta["src"]), name)
         image = _load_photo(path, name, _photo_size(leg, job.width, job.height))
-        out = job.tmp / f"photo-{index}.bmp"  # BMP: no compression to pay for on either side
-        image.save(out)
-        return index, out
+        motion = leg.meta.get("motion")
+        if motion in ("pan_left", "pan_right"):
+            images = [_pan_stack(image, job.height)]
+        elif motion in ("zoom_in", "zoom_out"):
+            images = _zoom_canvases(image, job.height)
+        else:
+            images = [image]
+        outs = []
+        for number, still in enumerate(images):
+            out = job.tmp / f"photo-{index}-{number}.bmp"  # BMP: no compression to pay for on either side
+            still.save(out)
+            outs.append(out)
+        return index, outs
 
     wanted = [i for i, leg in enumerate(legs) if leg.kind == "image"]
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -235,22 +270,29 @@ def probe(path: Path, name: str) -> Probe:
 # ---------------------------------------------------------------- the graph
 
 
-def _video_legs(job: Job, legs: list[Leg], photos: dict[int, Path], logo_big: Placed | None) -> list[str]:
+def _video_legs(
+    job: Job, legs: list[Leg], photos: dict[int, list[Path]], logo_big: Placed | None
+) -> list[str]:
     """One normalised label per leg."""
     gr, w, h = job.graph, job.width, job.height
     labels: list[str] = []
     for index, leg in enumerate(legs):
         motion = leg.meta.get("motion")
         if leg.kind == "image":
-            src = gr.add_input("-framerate", str(g.FPS), "-i", str(photos[index]))
+            srcs = [gr.add_input("-framerate", str(g.FPS), "-i", str(path)) for path in photos[index]]
             if motion in ("pan_left", "pan_right"):
                 step = _pan_step(leg, w)
                 chain = g.pan_leg(leg.n, w, h, step * (leg.n - 1), step, leftward=motion == "pan_left")
+                label = gr.chain([f"{srcs[0]}:v"], chain)
             elif motion in ("zoom_in", "zoom_out"):
-                chain = g.zoom_leg(leg.n, w, h, zoom_in=motion == "zoom_in")
+                canvas = g.zoom_canvas_size(leg.n, w, h)
+                branches = [
+                    gr.chain([f"{src}:v"], g.zoom_branch(leg.n, w, h, canvas, motion == "zoom_in", number))
+                    for number, src in enumerate(srcs)
+                ]
+                label = gr.chain(branches, g.zoom_merge(leg.n))
             else:
-                chain = g.still_leg(leg.n)
-            label = gr.chain([f"{src}:v"], chain)
+                label = gr.chain([f"{srcs[0]}:v"], g.still_leg(leg.n))
         elif leg.kind == "video":
             name = str(leg.meta.get("name") or leg.meta.get("src"))
             path = _resolve(job, str(leg.meta["src"]), name)
@@ -275,19 +317,60 @@ def _video_legs(job: Job, legs: list[Leg], photos: dict[int, Path], logo_big: Pl
 
 
 def _join(job: Job, legs: list[Leg], labels: list[str]) -> str:
-    """Chain the legs with xfade (or a plain cut when they do not overlap)."""
+    """Cut the legs together: xfade on the transition windows only, a plain concat for the rest.
+
+    xfade accepts 4:4:4 formats only, so an xfade across whole legs would convert every frame
+    of the video to yuv444p and back. Each leg is cut instead into head (its part of the
+    transition before it), body and tail; only heads and tails meet in an xfade.
+    """
+    gr = job.graph
+    overlaps = [leg.overlap for leg in legs[1:]] + [0]  # frames each leg shares with the next
+    if any(leg.n - leg.overlap - after < 1 for leg, after in zip(legs, overlaps, strict=True)):
+        return _join_whole(job, legs, labels)  # windows overlap each other: xfade the whole legs
+    parts: list[str] = []
+    tail: str | None = None
+    for leg, label, after in zip(legs, labels, overlaps, strict=True):
+        pieces = [(0, leg.overlap)] if leg.overlap else []
+        pieces.append((leg.overlap, leg.n - after))
+        if after:
+            pieces.append((leg.n - after, leg.n))
+        outs = [gr.label("s") for _ in pieces]
+        if len(pieces) == 1:
+            outs = [label]
+        else:
+            gr.chains.append(f"[{label}]split={len(pieces)}{''.join(f'[{o}]' for o in outs)}")
+        cut = [gr.chain([o], g.frame_range(a, b)) for o, (a, b) in zip(outs, pieces, strict=True)]
+        if leg.overlap:
+            assert tail is not None
+            parts.append(gr.chain([tail, cut[0]], g.transition_window(leg.transition, leg.overlap)))
+            cut = cut[1:]
+        parts.append(cut[0])
+        tail = cut[1] if after else None
+    joined = parts[0] if len(parts) == 1 else gr.chain(parts, [f"concat=n={len(parts)}:v=1:a=0"])
+    return _finish(job, joined, sum(leg.n - leg.overlap for leg in legs))
+
+
+def _join_whole(job: Job, legs: list[Leg], labels: list[str]) -> str:
+    """Chain whole legs with xfade (or a plain cut when they do not overlap): slower, always right."""
     acc, length = labels[0], legs[0].n
     for leg, label in zip(legs[1:], labels[1:], strict=True):
         if leg.overlap > 0:
-            acc = job.graph.chain([acc, label], [g.xfade(leg.transition, leg.overlap, length - leg.overlap)])
+            acc = job.graph.chain(
+                [acc, label], [g.xfade(leg.transition, leg.overlap, length - leg.overlap), "format=yuv420p"]
+            )
         else:
             acc = job.graph.chain([acc, label], ["concat=n=2:v=1:a=0"])
         length += leg.n - leg.overlap
+    return _finish(job, acc, length)
+
+
+def _finish(job: Job, joined: str, length: int) -> str:
+    """Hold the last frame when the legs end early, cut to the video's length, pts = frame index."""
     fix: list[str] = []
     if length < job.total:  # a draft whose segments end early: hold the last frame
         fix.append(f"tpad=stop_mode=clone:stop={job.total - length}")
     # concat leaves its own timebase; settb first so setpts=N counts frames of 1/FPS.
-    return job.graph.chain([acc], [*fix, f"trim=end_frame={job.total}", f"settb=1/{g.FPS}", "setpts=N"])
+    return job.graph.chain([joined], [*fix, f"trim=end_frame={job.total}", f"settb=1/{g.FPS}", "setpts=N"])
 
 
 def _overlay_source(job: Job, placed: Placed, n: int, start: int, *, fade_in: float, fade_out: float) -> str:
@@ -302,7 +385,7 @@ def _overlay(job: Job, base: str, placed: Placed, start: int, end: int, *, fade:
     fade = min(fade, n / g.FPS / 3)
     # Whatever shows at frame 0 is there from the start: the first frame is the video's thumbnail.
     top = _overlay_source(job, placed, n, start, fade_in=fade if start else 0.0, fade_out=fade)
-    return job.graph.chain([base, top], [f"overlay=x={placed.x}:y={placed.y}:eof_action=pass"])
+    return job.graph.chain([base, top], [f"overlay=x={placed.x}:y={placed.y}:eof_action=pass:format=yuv420"])
 
 
 def _texts(
