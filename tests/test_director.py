@@ -256,6 +256,7 @@ def test_prompt_settings_are_parsed(
 def test_every_try_saying_line_in_the_seed_files_is_understood_or_answered() -> None:
     """Every quoted example in ../shared/seeds produces a draft from the typical job, or a polite answer."""
     seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+    assert seeds.is_dir(), f"the project's seed documents belong at {seeds} (shared/ beside the checkout)"
     prompts: set[str] = set()
     for path in sorted(seeds.glob("*.txt")):
         for line in path.read_text(encoding="utf-8").splitlines():

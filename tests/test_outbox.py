@@ -124,6 +124,7 @@ def test_failed_txt_says_what_went_wrong_and_what_to_do(box: Outbox) -> None:
     ]
     assert "Error code: 2001" in text
     assert "inputs/" in text and "job.log" in text
+    assert "run `nemowatch retry shoot`" in text  # how to try again, with the job's own name
 
     box.write_failed(job, "the render failed", "try again later", job / "inputs")
     lines = (job / "FAILED.txt").read_text(encoding="utf-8").splitlines()

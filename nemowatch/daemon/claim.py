@@ -70,8 +70,8 @@ def claim(job: Path, work_root: Path) -> Path:
             raise _claim_error(job, exc) from None
         _copy_claim(job, unique, target)
     else:
-        _fsync_dir(unique)
-        _fsync_dir(job.parent)
+        fsync_dir(unique)
+        fsync_dir(job.parent)
     logger.info(f"claimed job {job.name} from the inbox into {unique}")
     return target
 
@@ -132,7 +132,7 @@ def move_path(src: Path, dst: Path) -> Path:
                 dst.unlink(missing_ok=True)
             raise
         _delete_copied_source(src, dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
     return dst
 
 
@@ -178,10 +178,10 @@ def _write_record(unique: Path, source: Path, stage: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, unique / RECORD)
-    _fsync_dir(unique)
+    fsync_dir(unique)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a folder's entries (a rename, a new file) durable."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -226,8 +226,8 @@ def _copy_verified(src: Path, dst: Path) -> None:
         # Folder mtimes last, deepest first: filling a folder would move its mtime again.
         for folder, out in reversed(folders):
             shutil.copystat(folder, out, follow_symlinks=False)
-            _fsync_dir(Path(out))
-    _fsync_dir(dst.parent)
+            fsync_dir(Path(out))
+    fsync_dir(dst.parent)
     missing = [rel for rel, info in _inventory(src).items() if _inventory_of(dst, rel) != info[:2]]
     if missing:
         raise OSError(errno.EIO, f"the copy differs from the original at {missing[0]}")
@@ -285,7 +285,7 @@ def _delete_copied_source(src: Path, copy: Path) -> None:
     if src.is_symlink() or not src.is_dir():
         if _same_as_copy(str(src), str(copy)):
             src.unlink()
-        _fsync_dir(src.parent)
+        fsync_dir(src.parent)
         return
     for folder, dirnames, filenames in os.walk(src, topdown=False):
         rel = os.path.relpath(folder, src)
@@ -297,4 +297,4 @@ def _delete_copied_source(src: Path, copy: Path) -> None:
                 logger.warning(f"kept {path}: it differs from its copy in the work area")
         with contextlib.suppress(OSError):  # not empty: something new was dropped there; it stays
             os.rmdir(folder)
-    _fsync_dir(src.parent)
+    fsync_dir(src.parent)

@@ -29,7 +29,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from nemowatch.daemon.claim import move_path
+from nemowatch.daemon.claim import fsync_dir, move_path
 from nemowatch.errors import UserError
 from nemowatch.logs import mask
 
@@ -42,15 +42,6 @@ INPUTS_DIR = "inputs"
 _TEMP_SUFFIX = ".nwtmp"
 # Our own leftovers only: ".NAME.part" (videos, as the client downloads them) and ".NAME.<hex>.nwtmp".
 _PARTIAL = re.compile(r"^\..+\.part$|^\..+\.[0-9a-f]{8}\.nwtmp$")
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True, keep_claim_links: bool = False) -> Path:
@@ -67,7 +58,7 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True, keep_claim
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return path
 
 
@@ -91,7 +82,7 @@ class Outbox:
             except FileExistsError:
                 n += 1
                 continue
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             return candidate
 
     def write_status(self, job_dir: Path, text: str) -> Path:
@@ -124,7 +115,12 @@ class Outbox:
         if code:
             lines += ["", f"Error code: {code}"]
         where = _shown(inputs, job_dir) if inputs is not None else f"{INPUTS_DIR}/"
-        lines += ["", f"The dropped files are in {where} and the full log in {LOG_FILE}."]
+        lines += [
+            "",
+            f"The dropped files are in {where} and the full log in {LOG_FILE}.",
+            f"To try again: fix the files in {where} and run `nemowatch retry {job_dir.name}`,"
+            " or drop a corrected job folder into the inbox.",
+        ]
         return atomic_write_text(job_dir / FAILED_FILE, "\n".join(lines) + "\n")
 
     def video_temp(self, job_dir: Path, filename: str) -> Path:
@@ -145,7 +141,7 @@ class Outbox:
         finally:
             os.close(fd)
         os.replace(tmp, final)
-        _fsync_dir(job_dir)
+        fsync_dir(job_dir)
         return final
 
     def move_inputs(self, work_dir: Path, job_dir: Path) -> Path:

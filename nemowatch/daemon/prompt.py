@@ -63,23 +63,27 @@ def read_prompt(path: Path) -> list[str]:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise UserError(
-            f"{name} is missing", "put a prompt.txt saying what the video should be in the job folder"
+            f"{name} is missing",
+            "put a prompt.txt saying what the video should be in the job folder",
+            code="bad_prompt",
         ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UserError(
-            f"{name} is not UTF-8 text", "save it as UTF-8 and run `nemowatch retry` on the job"
+            f"{name} is not UTF-8 text", "save it as UTF-8 (any editor's 'UTF-8' encoding)", code="bad_prompt"
         ) from None
     messages = split_messages(text)
     if not messages:
-        raise UserError(f"{name} is empty", f"write what the video should be, e.g. {_EXAMPLE}")
+        raise UserError(
+            f"{name} is empty", f"write what the video should be, e.g. {_EXAMPLE}", code="bad_prompt"
+        )
     return messages
 
 
 def _option_error(key: str, why: str) -> UserError:
     return UserError(
-        f"{OPTIONS_FILE}: `{key}` {why}", f"fix or remove that line in {OPTIONS_FILE} and retry the job"
+        f"{OPTIONS_FILE}: `{key}` {why}", f"fix or remove that line in {OPTIONS_FILE}", code="bad_job_toml"
     )
 
 
@@ -122,11 +126,14 @@ def read_options(path: Path) -> JobOptions:
     try:
         data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError:
-        raise UserError(f"{OPTIONS_FILE} is not UTF-8 text", "save it as UTF-8 and retry the job") from None
+        raise UserError(
+            f"{OPTIONS_FILE} is not UTF-8 text", "save it as UTF-8", code="bad_job_toml"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(
             f"{OPTIONS_FILE} is not valid TOML ({exc})",
             f'write it like `aspect = "9:16"` one key a line, or delete {OPTIONS_FILE}',
+            code="bad_job_toml",
         ) from None
     return parse_options(data)
 

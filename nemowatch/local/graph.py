@@ -118,6 +118,12 @@ class Graph:
         self.chains.append(f"{ins}{','.join(filters) or 'null'}[{out}]")
         return out
 
+    def split(self, source: str, count: int, prefix: str = "s") -> list[str]:
+        """Add ``[source]split=count[o1][o2]...`` and return the output labels."""
+        outs = [self.label(prefix) for _ in range(count)]
+        self.chains.append(f"[{source}]split={count}{''.join(f'[{o}]' for o in outs)}")
+        return outs
+
     def filter_complex(self) -> str:
         return ";\n".join(self.chains)
 
@@ -180,6 +186,10 @@ def pan_stack_size(width: int, height: int) -> tuple[int, int]:
 
 # Zoom canvases: copies of the still stretched vertically by 0, 1/M, 2/M ... of 2 px (see zoom_branch).
 ZOOM_CANVASES = 4
+# Each canvas feeds one branch per parity of the crop offsets (x odd?, y odd?); see zoom_branch.
+ZOOM_PARITIES = ((0, 0), (1, 0), (0, 1), (1, 1))
+# swscale's own 4:2:0 chroma siting (centre of each 2x2 block) in 1/256 luma pixel, as every other leg gets.
+CHROMA_CENTRE = 128
 
 
 def zoom_canvas_size(n: int, width: int, height: int) -> tuple[int, int]:
@@ -193,10 +203,15 @@ def zoom_stretch(index: int, height: int) -> float:
     return 1.0 + index * 2.0 / (height * ZOOM_CANVASES)
 
 
+def zoom_source(n: int) -> list[str]:
+    """A zoom canvas converted once to 4:2:0 (centre-sited chroma, like the other legs) and repeated n times."""
+    return [f"scale=out_h_chr_pos={CHROMA_CENTRE}:out_v_chr_pos={CHROMA_CENTRE}", *_looped(n, "yuv420p")]
+
+
 def zoom_branch(
-    n: int, width: int, height: int, canvas: tuple[int, int], zoom_in: bool, index: int
+    n: int, width: int, height: int, canvas: tuple[int, int], zoom_in: bool, index: int, parity: tuple[int, int]
 ) -> list[str]:
-    """One of the M branches of a centred zoom: the frames whose vertical scale canvas ``index`` hits.
+    """One branch of a centred zoom: the frames that use canvas ``index`` with crop offsets of ``parity``.
 
     Every frame the canvas is resampled to (W+2a)x(Hs) and the centre cropped. The horizontal
     margin ``a`` grows by exactly one pixel per frame (uniform speed, no zoompan-style rounding).
@@ -205,6 +220,11 @@ def zoom_branch(
     in steps of 0 and ~1 px. So Hs is the even-margin height just below the exact one and the
     rest of the vertical scale (a factor in [1, 1+2/Hs)) comes from the canvas that Pillow
     pre-stretched by the nearest multiple of 1/M of it: vertical error at most 1/(2M) px.
+
+    The work is done in 4:2:0 (half the samples of 4:4:4 and no conversion afterwards). A crop
+    at an odd offset would misplace the half-resolution chroma by one luma pixel, so the branch
+    for an odd x (or y) offset has swscale site its chroma one luma pixel further right (down):
+    after the crop every chroma sample sits where the other legs' do.
     """
     cw, ch = canvas
     a = _INDEX if zoom_in else f"({n - 1}-{_INDEX})"
@@ -212,20 +232,29 @@ def zoom_branch(
     low = f"({height}+2*floor(({exact}-{height})/2))"
     pick = f"round(({exact}/{low}-1)*{height * ZOOM_CANVASES / 2})"  # 0..M (M: the next even height)
     h = f"({low}+2*gte({pick},{ZOOM_CANVASES}))"
+    y = f"(({h}-{height})/2)"
+    odd_x, odd_y = parity
+    chroma = (
+        f"in_h_chr_pos={CHROMA_CENTRE}:in_v_chr_pos={CHROMA_CENTRE}"
+        f":out_h_chr_pos={CHROMA_CENTRE + 256 * odd_x}:out_v_chr_pos={CHROMA_CENTRE + 256 * odd_y}"
+    )
     return [
-        *_looped(n, "yuv444p"),
-        f"select='eq(mod({pick},{ZOOM_CANVASES}),{index})'",
-        f"scale=w='{width}+2*{a}':h='{h}':eval=frame:flags=bilinear",
+        f"select='eq(mod({pick},{ZOOM_CANVASES}),{index})*eq(mod({a},2),{odd_x})*eq(mod({y},2),{odd_y})'",
+        f"scale=w='{width}+2*{a}':h='{h}':eval=frame:flags=bilinear:{chroma}",
         # The offsets repeat a and Hs: crop keeps the in_w/in_h of its first frame, so those cannot be used.
-        f"crop={width}:{height}:x='{a}':y='({h}-{height})/2':exact=1",
+        f"crop={width}:{height}:x='{a}':y='{y}':exact=1",
     ]
 
 
 def zoom_merge(n: int) -> list[str]:
-    """The M zoom branches back in frame order, in 4:2:0."""
+    """The zoom branches back in frame order.
+
+    interleave holds a branch's frames until every other branch has one (or ended); every
+    canvas-parity pair recurs within about 32 frames, so that stays a short queue.
+    """
     # select and interleave drop the frame rate that xfade needs; fps on pts = N only restores it.
     return [
-        f"interleave=nb_inputs={ZOOM_CANVASES}",
+        f"interleave=nb_inputs={ZOOM_CANVASES * len(ZOOM_PARITIES)}",
         f"settb=1/{FPS}",
         "setpts=N",
         f"fps={FPS}",
@@ -234,18 +263,20 @@ def zoom_merge(n: int) -> list[str]:
 
 
 def card_leg(n: int, width: int, height: int, colors: list[str]) -> tuple[str, list[str]]:
-    """A moving two-colour gradient: drawn at quarter size (it is smooth) and scaled up, so it is cheap.
+    """A moving two-colour gradient: drawn at 1/8 size (it is smooth) and scaled up, so it is cheap.
 
+    A linear two-colour ramp survives a bilinear 8x upscale unchanged (bilinear is exact on a
+    linear ramp), at about two thirds of the cost of a quarter-size drawing with a bicubic upscale.
     Returns the source filter and the chain after it.
     """
     c0, c1 = [*colors[:2], *DEFAULT_CARD_COLORS[len(colors[:2]) :]]
-    small_w, small_h = max(16, width // 4 // 2 * 2), max(16, height // 4 // 2 * 2)
+    small_w, small_h = max(16, width // 8 // 2 * 2), max(16, height // 8 // 2 * 2)
     source = (
         f"gradients=s={small_w}x{small_h}:c0={c0}:c1={c1}:n=2:type=linear"
         f":x0=0:y0=0:x1={small_w}:y1={small_h}:speed=0.008:seed=7:r={FPS}:d={(n + 1) / FPS:.4f}"
     )
     # Converted to yuv420p while still small, so the upscale is the only full-size pass.
-    return source, ["format=yuv420p", f"scale={width}:{height}:flags=bicubic", *normalise_tail(n)]
+    return source, ["format=yuv420p", f"scale={width}:{height}:flags=bilinear", *normalise_tail(n)]
 
 
 def clip_leg(n: int, width: int, height: int) -> list[str]:

@@ -287,8 +287,13 @@ def _video_legs(
             elif motion in ("zoom_in", "zoom_out"):
                 canvas = g.zoom_canvas_size(leg.n, w, h)
                 branches = [
-                    gr.chain([f"{src}:v"], g.zoom_branch(leg.n, w, h, canvas, motion == "zoom_in", number))
+                    gr.chain([source], g.zoom_branch(leg.n, w, h, canvas, motion == "zoom_in", number, parity))
                     for number, src in enumerate(srcs)
+                    for source, parity in zip(
+                        gr.split(gr.chain([f"{src}:v"], g.zoom_source(leg.n)), len(g.ZOOM_PARITIES)),
+                        g.ZOOM_PARITIES,
+                        strict=True,
+                    )
                 ]
                 label = gr.chain(branches, g.zoom_merge(leg.n))
             else:
@@ -334,11 +339,7 @@ def _join(job: Job, legs: list[Leg], labels: list[str]) -> str:
         pieces.append((leg.overlap, leg.n - after))
         if after:
             pieces.append((leg.n - after, leg.n))
-        outs = [gr.label("s") for _ in pieces]
-        if len(pieces) == 1:
-            outs = [label]
-        else:
-            gr.chains.append(f"[{label}]split={len(pieces)}{''.join(f'[{o}]' for o in outs)}")
+        outs = gr.split(label, len(pieces)) if len(pieces) > 1 else [label]
         cut = [gr.chain([o], g.frame_range(a, b)) for o, (a, b) in zip(outs, pieces, strict=True)]
         if leg.overlap:
             assert tail is not None
