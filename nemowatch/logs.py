@@ -9,6 +9,7 @@ whatever code logged it. Tokens are masked by shape (``nmv_usr_…``,
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -85,6 +86,26 @@ def add_sink(sink: TextIO | Path | Callable[[Any], None], template: str, **optio
     return logger.add(sink, format=_formatter(template), **options)
 
 
+# Known-harmless library chatter, shown only at DEBUG: watchdog's inotify thread reports a read that
+# raced with its own shutdown as an error.
+_BENIGN = ("called when the thread is inactive",)
+
+
+class _ToLoguru(logging.Handler):
+    """Routes the standard logging of libraries (watchdog, uvicorn, apscheduler, httpx) into loguru,
+    so their lines get the same sinks, format and secret masking as ours."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        level: str | int = record.levelname if record.levelname in _LEVELS else record.levelno
+        if any(text in message for text in _BENIGN):
+            level = "DEBUG"
+        logger.opt(exception=record.exc_info).log(level, "{}: {}", record.name, message)
+
+
+_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+
+
 def under_systemd() -> bool:
     """True when stderr goes to the journal (systemd sets JOURNAL_STREAM)."""
     return bool(os.environ.get("JOURNAL_STREAM"))
@@ -96,6 +117,7 @@ def setup_logging(
     """Console sink (plain under systemd: no colours, no timestamps) and, with ``state_dir``,
     a rotating daemon log at ``state_dir/logs/nemowatch.log``."""
     logger.remove()
+    logging.basicConfig(handlers=[_ToLoguru()], level=logging.WARNING, force=True)
     stream = stderr or sys.stderr
     if under_systemd():
         add_sink(stream, PLAIN_FORMAT, level=level, colorize=False)

@@ -209,7 +209,13 @@ def zoom_source(n: int) -> list[str]:
 
 
 def zoom_branch(
-    n: int, width: int, height: int, canvas: tuple[int, int], zoom_in: bool, index: int, parity: tuple[int, int]
+    n: int,
+    width: int,
+    height: int,
+    canvas: tuple[int, int],
+    zoom_in: bool,
+    index: int,
+    parity: tuple[int, int],
 ) -> list[str]:
     """One branch of a centred zoom: the frames that use canvas ``index`` with crop offsets of ``parity``.
 

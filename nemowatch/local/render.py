@@ -287,7 +287,9 @@ def _video_legs(
             elif motion in ("zoom_in", "zoom_out"):
                 canvas = g.zoom_canvas_size(leg.n, w, h)
                 branches = [
-                    gr.chain([source], g.zoom_branch(leg.n, w, h, canvas, motion == "zoom_in", number, parity))
+                    gr.chain(
+                        [source], g.zoom_branch(leg.n, w, h, canvas, motion == "zoom_in", number, parity)
+                    )
                     for number, src in enumerate(srcs)
                     for source, parity in zip(
                         gr.split(gr.chain([f"{src}:v"], g.zoom_source(leg.n)), len(g.ZOOM_PARITIES)),
