@@ -426,7 +426,8 @@ async def test_a_bad_file_fails_the_job_naming_it_before_anything_is_sent(
     job = rig.journal.get(job.id)
     assert expected in (job.outbox_dir / "FAILED.txt").read_text(encoding="utf-8")
     assert expected in rig.status(job)
-    assert rig.result(job)["error"]["code"] in ("bad_media", "error")
+    expected_code = "bad_prompt" if "prompt.txt" in expected else "bad_media"
+    assert rig.result(job)["error"]["code"] == expected_code
     assert rig.sessions() == []
     assert (job.outbox_dir / "inputs").is_dir()
 
