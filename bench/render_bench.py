@@ -39,9 +39,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nemowatch.ffmpeg import ffmpeg_exe  # noqa: E402
 from nemowatch.local import graph as g  # noqa: E402
 from nemowatch.local.music import write_music_bed  # noqa: E402
-from nemowatch.local.render import X264_ARGS, ffmpeg_exe, render_video  # noqa: E402
+from nemowatch.local.render import X264_ARGS, render_video  # noqa: E402
 from nemowatch.local.text import BOLD_FONT  # noqa: E402
 
 PROMPT = "turn these photos into a 30-second promotional video with music and transitions"

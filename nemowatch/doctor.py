@@ -312,7 +312,7 @@ def check_watch_limit(cfg: Config) -> Check | None:
 
 def check_ffmpeg(cfg: Config) -> Check:
     """The ffmpeg binary runs and can encode H.264 (the local backend renders with it)."""
-    from nemowatch.daemon.results import ffmpeg_exe
+    from nemowatch.ffmpeg import ffmpeg_exe
 
     needed = cfg.backend == "local"
     missing = FAIL if needed else WARN

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from nemowatch.daemon.mp4info import Mp4Facts, read_mp4_facts
-from nemowatch.daemon.results import _probe_with_ffmpeg, ffmpeg_exe, measure_video
+from nemowatch.daemon.results import _probe_with_ffmpeg, measure_video
+from nemowatch.ffmpeg import ffmpeg_exe
 
 
 def make_mp4(

@@ -22,7 +22,7 @@ from nemowatch.api.settings import ClientSettings
 from nemowatch.daemon.journal import JobRecord, Journal
 from nemowatch.daemon.outbox import Outbox
 from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
-from nemowatch.daemon.results import ffmpeg_exe
+from nemowatch.ffmpeg import ffmpeg_exe
 from nemowatch.local.server import LocalSettings, RunningServer, start_server
 from nemowatch.logs import add_job_sink
 from nemowatch.states import JobState

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from nemowatch.ffmpeg import ffmpeg_exe
 from nemowatch.local.music import synthesize, write_music_bed
-from nemowatch.local.render import RenderError, ffmpeg_exe, render_video
+from nemowatch.local.render import RenderError, render_video
 
 FPS = 30
 W, H = 320, 180

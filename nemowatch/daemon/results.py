@@ -14,6 +14,7 @@ from typing import Any
 
 from nemowatch.daemon.journal import JobRecord
 from nemowatch.daemon.mp4info import read_mp4_facts
+from nemowatch.ffmpeg import ffmpeg_exe
 
 _SIZE = re.compile(r"Stream #\S+.*?Video:.*?[, ](\d{2,5})x(\d{2,5})[, \[]")
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
@@ -27,13 +28,6 @@ class VideoFacts:
     height: int
     duration_s: float
     bytes: int
-
-
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary imageio-ffmpeg ships (there is no ffprobe)."""
-    import imageio_ffmpeg
-
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
 def read_video_facts(path: Path) -> VideoFacts | None:

@@ -7,11 +7,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio_ffmpeg
 from PIL import Image, UnidentifiedImageError
 
 from nemowatch.api.formats import ACCEPTED_LIST, media_kind
 from nemowatch.errors import UserError
+from nemowatch.ffmpeg import ffmpeg_exe
 
 # `ffmpeg -i` only reads headers; a minute is generous even on a busy 2-core box.
 _FFMPEG_TIMEOUT_S = 60.0
@@ -152,7 +152,7 @@ def _probe_av(path: Path, media_id: str, name: str, kind: str) -> MediaItem:
 
 def _ffmpeg_info(path: Path, name: str, noun: str, hint: str) -> str:
     """stderr of ``ffmpeg -i path`` (it exits 1 without an output file; that is expected)."""
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -172,7 +172,7 @@ def _duration(info: str) -> float | None:
 
 def _decoded_duration(path: Path) -> float | None:
     """Length found by remuxing to nowhere, for containers without a header duration (some WebM)."""
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
     cmd += ["-map", "0", "-c", "copy", "-f", "null", "-"]
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)

@@ -19,13 +19,13 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps
 
 from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, segments, tracks
+from nemowatch.ffmpeg import ffmpeg_exe
 from nemowatch.local import graph as g
 from nemowatch.local.music import write_music_bed
 from nemowatch.local.text import Placed, render_logo, render_text
@@ -46,19 +46,6 @@ _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$|^[a-zA-Z]{3,20}$")
 
 class RenderError(Exception):
     """A render that could not be made; ``str()`` is one short sentence for a user or a log."""
-
-
-@lru_cache(maxsize=1)
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary shipped in the imageio-ffmpeg wheel."""
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as exc:
-        raise RenderError(
-            f"The ffmpeg binary is missing ({exc}); reinstall nemowatch with imageio-ffmpeg."
-        ) from exc
 
 
 @dataclass
