@@ -22,10 +22,6 @@ class JobState(StrEnum):
         return self in (JobState.DONE, JobState.FAILED)
 
     @property
-    def is_working(self) -> bool:
-        return not self.is_finished
-
-    @property
     def human(self) -> str:
         """The words STATUS.txt starts with."""
         return "waiting for credits" if self is JobState.WAITING_CREDITS else self.value

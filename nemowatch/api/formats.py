@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePath
 
-VIDEO_EXTENSIONS = frozenset({"mp4", "mov", "avi", "webm", "mkv"})
-IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "gif", "webp"})
-AUDIO_EXTENSIONS = frozenset({"mp3", "wav", "m4a", "aac"})
+# Listed in the order error messages name them; ACCEPTED_LIST is derived so the two never drift.
+_VIDEO = ("mp4", "mov", "avi", "webm", "mkv")
+_IMAGE = ("jpg", "jpeg", "png", "gif", "webp")
+_AUDIO = ("mp3", "wav", "m4a", "aac")
+VIDEO_EXTENSIONS = frozenset(_VIDEO)
+IMAGE_EXTENSIONS = frozenset(_IMAGE)
+AUDIO_EXTENSIONS = frozenset(_AUDIO)
 ACCEPTED_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS | AUDIO_EXTENSIONS
 
 # 500 MB, as the API documents it (decimal megabytes, like the cloud's limit).
 MAX_UPLOAD_BYTES = 500 * 1000 * 1000
 
-ACCEPTED_LIST = "mp4 mov avi webm mkv jpg jpeg png gif webp mp3 wav m4a aac"
+ACCEPTED_LIST = " ".join(_VIDEO + _IMAGE + _AUDIO)
+
+_DIGITS = re.compile(r"(\d+)")
 
 
 def extension(name: str | PurePath) -> str:
@@ -30,3 +37,14 @@ def media_kind(name: str | PurePath) -> str | None:
     if ext in AUDIO_EXTENSIONS:
         return "audio"
     return None
+
+
+def natural_key(relpath: str) -> tuple[tuple[tuple[int, int | str], ...], str]:
+    """Sort key for natural name order (the inbox's and the local director's) per path component: ``2.jpg`` before ``10.jpg``, case-insensitive."""
+    parts = []
+    for component in relpath.split("/"):
+        chunks = _DIGITS.split(component.casefold())
+        # Tag each chunk so a number never gets compared with text.
+        parts.append(tuple((1, int(c)) if i % 2 else (0, c) for i, c in enumerate(chunks)))
+    # The raw path breaks ties ("01" vs "1") so the order is total and stable.
+    return tuple(parts), relpath

@@ -5,7 +5,7 @@ Interface (used by ``inbox.py``, the pipeline and ``nemowatch status``)::
     scan_job(path: Path) -> JobScan            # a folder job, or a NAME.txt text job
     inbox_candidates(inbox: Path) -> list[Path]  # what directly in the inbox may be a job
     is_busy(name) / is_ignored(name) / is_conflicted(name) -> bool
-    natural_key(relpath: str) -> tuple          # 2 before 10, case-insensitive
+    natural_key(relpath: str) -> tuple          # from api.formats: 2 before 10, case-insensitive
     JobScan: name, kind ("folder" | "text"), path, prompt, media, job_toml, ignored,
              conflicted, busy, unsupported, escaping_symlinks, fingerprint, newest_mtime_ns,
              .waiting_reason -> str | None      # None: may start once settled
@@ -24,7 +24,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nemowatch.api.formats import ACCEPTED_EXTENSIONS, extension
+from nemowatch.api.formats import ACCEPTED_EXTENSIONS, extension, natural_key
 
 PROMPT_NAME = "prompt.txt"
 JOB_TOML_NAME = "job.toml"
@@ -63,7 +63,6 @@ IGNORED_PATTERNS: tuple[str, ...] = (
 
 # Dropbox/Nextcloud "photo (Ann's conflicted copy 2024-01-02).jpg", Syncthing "photo.sync-conflict-….jpg".
 _CONFLICTED = re.compile(r"\(.*conflicted copy.*\)|\.sync-conflict-", re.IGNORECASE)
-_DIGITS = re.compile(r"(\d+)")
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 
@@ -85,17 +84,6 @@ def is_ignored(name: str) -> bool:
 def is_conflicted(name: str) -> bool:
     """True for a sync client's conflicted copy: reported, never sent as media."""
     return bool(_CONFLICTED.search(name))
-
-
-def natural_key(relpath: str) -> tuple[tuple[tuple[int, int | str], ...], str]:
-    """Sort key for natural name order per path component: ``2.jpg`` before ``10.jpg``, case-insensitive."""
-    parts = []
-    for component in relpath.split("/"):
-        chunks = _DIGITS.split(component.casefold())
-        # Tag each chunk so a number never gets compared with text.
-        parts.append(tuple((1, int(c)) if i % 2 else (0, c) for i, c in enumerate(chunks)))
-    # The raw path breaks ties ("01" vs "1") so the order is total and stable.
-    return tuple(parts), relpath
 
 
 @dataclass(frozen=True)

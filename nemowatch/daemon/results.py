@@ -14,10 +14,9 @@ from typing import Any
 
 from nemowatch.daemon.journal import JobRecord
 from nemowatch.daemon.mp4info import read_mp4_facts
-from nemowatch.ffmpeg import ffmpeg_exe
+from nemowatch.ffmpeg import header_duration, read_header
 
 _SIZE = re.compile(r"Stream #\S+.*?Video:.*?[, ](\d{2,5})x(\d{2,5})[, \[]")
-_DURATION = re.compile(r"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -49,20 +48,13 @@ def measure_video(path: Path) -> VideoFacts:
 def _probe_with_ffmpeg(path: Path, size: int) -> VideoFacts:
     """The facts as ``ffmpeg -i`` prints them: for what the box reader cannot follow (fragmented MP4s)."""
     try:
-        # `ffmpeg -i` without an output prints the container's facts to stderr and exits 1.
-        probe = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60
-        )
-        text = probe.stderr
+        text = read_header(path)
     except (OSError, subprocess.SubprocessError):
         text = ""
     width = height = 0
     if found := _SIZE.search(text):
         width, height = int(found.group(1)), int(found.group(2))
-    duration = 0.0
-    if found := _DURATION.search(text):
-        hours, minutes, seconds = found.groups()
-        duration = round(int(hours) * 3600 + int(minutes) * 60 + float(seconds), 2)
+    duration = round(header_duration(text) or 0.0, 2)
     return VideoFacts(width=width, height=height, duration_s=duration, bytes=size)
 
 

@@ -22,6 +22,7 @@ from nemowatch.api.draft import (
     timeline_summary,
     tracks,
 )
+from nemowatch.api.formats import natural_key
 from nemowatch.local.intent import Intent, parse, prettify, unquote_whole
 from nemowatch.local.media import MediaItem
 
@@ -108,9 +109,6 @@ _CAMERA_NAME = re.compile(
     r"|[0-9a-f]{8,}(?:-[0-9a-f]{4,})*|[a-z]{1,2}|[\d\s_.-]+"
     r"|(?:clip|video|movie|photo|image|picture|pic|img|untitled|file|scan|export|output|final|new|test)s?",
     re.IGNORECASE,
-)
-_MEDIA_WORDS = re.compile(
-    r"\b(?:photos?|images?|pictures?|clips?|footage|these|those|files?)\b|照片|图片|素材|视频片段"
 )
 
 
@@ -404,10 +402,9 @@ def _plan_of(draft: dict[str, Any], title_hint: str) -> Plan:
 # ---------------------------------------------------------------- building the timeline
 
 
-def _natural_key(item: MediaItem) -> list[Any]:
+def _natural_key(item: MediaItem) -> tuple[Any, str]:
     """Natural name order: "2.jpg" before "10.jpg", case-insensitive, id as the tie-break."""
-    parts = re.split(r"(\d+)", item.name.lower())
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts] + [item.id]
+    return natural_key(item.name), item.id
 
 
 def find_logo(images: list[MediaItem], *, prompt_mentions_logo: bool = False) -> MediaItem | None:

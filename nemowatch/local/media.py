@@ -11,12 +11,8 @@ from PIL import Image, UnidentifiedImageError
 
 from nemowatch.api.formats import ACCEPTED_LIST, media_kind
 from nemowatch.errors import UserError
-from nemowatch.ffmpeg import ffmpeg_exe
+from nemowatch.ffmpeg import HEADER_TIMEOUT_S, clock_seconds, ffmpeg_exe, header_duration, read_header
 
-# `ffmpeg -i` only reads headers; a minute is generous even on a busy 2-core box.
-_FFMPEG_TIMEOUT_S = 60.0
-
-_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
 _VIDEO_STREAM = re.compile(r"Stream #\S+.*?: Video: (?P<rest>.*)")
 _AUDIO_STREAM = re.compile(r"Stream #\S+.*?: Audio: ")
 _SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
@@ -132,7 +128,7 @@ def _probe_av(path: Path, media_id: str, name: str, kind: str) -> MediaItem:
         has_alpha = _ALPHA_FORMAT.search(video_line.group("rest")) is not None
     elif kind == "video":
         kind = "audio"  # a sound-only .mp4/.mkv is music, not footage
-    duration = _duration(info)
+    duration = header_duration(info)
     if duration is None:
         duration = _decoded_duration(path)
     if not duration or duration <= 0:
@@ -152,22 +148,12 @@ def _probe_av(path: Path, media_id: str, name: str, kind: str) -> MediaItem:
 
 def _ffmpeg_info(path: Path, name: str, noun: str, hint: str) -> str:
     """stderr of ``ffmpeg -i path`` (it exits 1 without an output file; that is expected)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
+        return read_header(path)
     except subprocess.TimeoutExpired as exc:
         raise MediaError(
             f"{name} could not be read as {noun}: ffmpeg took too long to open it", hint
         ) from exc
-    return done.stderr.decode("utf-8", errors="replace")
-
-
-def _duration(info: str) -> float | None:
-    match = _DURATION.search(info)
-    if not match:
-        return None
-    hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def _decoded_duration(path: Path) -> float | None:
@@ -175,14 +161,13 @@ def _decoded_duration(path: Path) -> float | None:
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
     cmd += ["-map", "0", "-c", "copy", "-f", "null", "-"]
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
+        done = subprocess.run(cmd, capture_output=True, timeout=HEADER_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         return None
     times = _DECODED_TIME.findall(done.stderr.decode("utf-8", errors="replace"))
     if not times:
         return None
-    hours, minutes, seconds = times[-1]
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return clock_seconds(*times[-1])
 
 
 def _ffmpeg_reason(info: str) -> str:

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE = 44100
-MOODS = ("upbeat", "calm", "lofi", "cinematic")
 
 # Chord symbols as semitone offsets from the key root; four chords, looped.
 _MAJ, _MIN = (0, 4, 7), (0, 3, 7)

@@ -25,7 +25,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, segments, tracks
-from nemowatch.ffmpeg import ffmpeg_exe
+from nemowatch.ffmpeg import ffmpeg_exe, header_duration, read_header
 from nemowatch.local import graph as g
 from nemowatch.local.music import write_music_bed
 from nemowatch.local.text import Placed, render_logo, render_text
@@ -233,25 +233,15 @@ class Probe:
 
 def probe(path: Path, name: str) -> Probe:
     """Read a clip's or a song's streams with ``ffmpeg -i``; a broken file becomes a RenderError."""
-    result = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=60,
-        check=False,
-    )
-    text = result.stderr
+    text = read_header(path)
     has_video = re.search(r"Stream #\S+.*: Video: (?!.*attached pic)", text) is not None
     has_audio = re.search(r"Stream #\S+.*: Audio: ", text) is not None
-    found = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", text)
     if not (has_video or has_audio):
         reason = _last_lines(text.splitlines(), 1) or "no audio or video stream"
         raise RenderError(
             f"Could not read the media file {name} ({reason}); replace it with a playable file."
         )
-    duration = int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3]) if found else 0.0
-    return Probe(duration, has_video, has_audio)
+    return Probe(header_duration(text) or 0.0, has_video, has_audio)
 
 
 # ---------------------------------------------------------------- the graph
