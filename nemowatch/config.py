@@ -20,6 +20,7 @@ from typing import Any
 import tomli_w
 
 from nemowatch import __version__
+from nemowatch.fsutil import atomic_write
 
 DEFAULT_CONFIG_PATH = "~/.config/nemowatch/config.toml"
 
@@ -304,8 +305,4 @@ def write_example(path: Path, overrides: Mapping[str, Any] | None = None) -> Non
     """Write the commented config to ``path`` (parents created); refuses to overwrite."""
     if path.exists():
         raise ConfigError(f"{path} already exists; edit it, or pass another --config path.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = example_text(overrides)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, example_text(overrides), durable=False)

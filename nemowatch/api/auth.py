@@ -10,9 +10,7 @@ Every token value is registered with :func:`nemowatch.logs.register_secret`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from nemowatch.api.errors import (
 from nemowatch.api.retry import RetryPolicy, never_sent
 from nemowatch.api.settings import ClientSettings
 from nemowatch.errors import UserError
+from nemowatch.fsutil import atomic_write
 from nemowatch.logs import register_secret
 
 ANONYMOUS_TTL = timedelta(days=7)
@@ -144,28 +143,10 @@ def user_token(settings: ClientSettings) -> Token | None:
     return None
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` atomically with mode 0600 (the file is created private, never widened)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def new_client_id(path: Path) -> str:
     """A fresh UUID4, persisted to ``path`` holding only the UUID (as the official skill does)."""
     client_id = str(uuid.uuid4())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(client_id + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, client_id + "\n", durable=False)
     logger.info("created a new NemoVideo client id in {}", path)
     return client_id
 
@@ -245,7 +226,7 @@ class TokenCache:
             "base_url": base_url,
             "obtained_at": (token.obtained_at or datetime.now(UTC)).isoformat(),
         }
-        _write_private(self.path, json.dumps(record, indent=2) + "\n")
+        atomic_write(self.path, json.dumps(record, indent=2) + "\n", mode=0o600, durable=False)
 
 
 class Authenticator:

@@ -43,6 +43,7 @@ from pathlib import Path
 from loguru import logger
 
 from nemowatch.errors import UserError
+from nemowatch.fsutil import atomic_write, fsync_dir
 
 RECORD = ".claim"
 # Sizes must match exactly; mtimes within FAT's 2 s resolution (a copy to vfat/exFAT rounds them).
@@ -172,23 +173,7 @@ def recover_claims(work_root: Path) -> list[Path]:
 def _write_record(unique: Path, source: Path, stage: str) -> None:
     """Replace the claim record atomically and durably: it decides what a restart does."""
     data = {"source": str(source), "name": source.name, "stage": stage}
-    tmp = unique / f"{RECORD}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, unique / RECORD)
-    fsync_dir(unique)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a folder's entries (a rename, a new file) durable."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    atomic_write(unique / RECORD, json.dumps(data))
 
 
 def _fsync_file(path: Path) -> None:

@@ -28,6 +28,7 @@ from nemowatch.daemon.claim import RECORD, claim, recover_claims
 from nemowatch.daemon.jobscan import job_name
 from nemowatch.daemon.journal import JobRecord, Journal
 from nemowatch.daemon.outbox import Outbox
+from nemowatch.fsutil import is_temp_name
 from nemowatch.states import JobState
 
 STATUS_FILE = "STATUS.txt"
@@ -132,7 +133,7 @@ def _kind(path: Path) -> str:
 def _remove_claim_folder(folder: Path) -> int:
     """Remove ``folder`` when it holds only the claim record and empty folders; never a user's file."""
     for _root, _dirs, files in os.walk(folder):
-        if any(name not in (RECORD, RECORD + ".tmp") for name in files):
+        if any(name != RECORD and not is_temp_name(name) for name in files):
             return 0
     for root, _dirs, files in os.walk(folder, topdown=False):
         with contextlib.suppress(OSError):

@@ -25,12 +25,12 @@ import filecmp
 import json
 import os
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
-from nemowatch.daemon.claim import fsync_dir, move_path
+from nemowatch.daemon.claim import move_path
 from nemowatch.errors import UserError
+from nemowatch.fsutil import atomic_write, fsync_dir, is_temp_name
 from nemowatch.logs import mask
 
 STATUS_FILE = "STATUS.txt"
@@ -39,27 +39,13 @@ FAILED_FILE = "FAILED.txt"
 LOG_FILE = "job.log"
 INPUTS_DIR = "inputs"
 
-_TEMP_SUFFIX = ".nwtmp"
-# Our own leftovers only: ".NAME.part" (videos, as the client downloads them) and ".NAME.<hex>.nwtmp".
-_PARTIAL = re.compile(r"^\..+\.part$|^\..+\.[0-9a-f]{8}\.nwtmp$")
+# Our own leftovers only: ".NAME.part" (videos, as the client downloads them) and atomic_write's temps.
+_PARTIAL = re.compile(r"^\..+\.part$")
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True, keep_claim_links: bool = False) -> Path:
     """Write ``text`` (masked) beside ``path`` under a hidden temp name, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TEMP_SUFFIX}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(mask(text, keep_claim_links=keep_claim_links))
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(path.parent)
-    return path
+    return atomic_write(path, mask(text, keep_claim_links=keep_claim_links), durable=durable)
 
 
 class Outbox:
@@ -171,7 +157,9 @@ class Outbox:
         removed: list[Path] = []
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(job_dir):
-                if _PARTIAL.match(entry.name) and entry.is_file(follow_symlinks=False):
+                if (_PARTIAL.match(entry.name) or is_temp_name(entry.name)) and entry.is_file(
+                    follow_symlinks=False
+                ):
                     Path(entry.path).unlink(missing_ok=True)
                     removed.append(Path(entry.path))
         return removed

@@ -21,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from nemowatch.fsutil import atomic_write
 
 # Renders in these states still have work ahead of them (resumed at start-up).
 RENDER_ACTIVE = ("pending", "processing")
@@ -34,13 +35,7 @@ RENDER_ACTIVE = ("pending", "processing")
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that readers (and a crash) see either the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, ensure_ascii=False, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def read_json(path: Path, default: Any) -> Any:
@@ -150,11 +145,7 @@ class Store:
             if len(data) >= 32:
                 return data
         data = secrets.token_bytes(32)
-        tmp = path.with_name(".secret.key.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        atomic_write(path, data, mode=0o600)
         return data
 
     # -- tokens --------------------------------------------------------------------------------------
