@@ -290,6 +290,22 @@ def test_a_portrait_photo_fills_a_landscape_frame_without_bars(tmp_path: Path) -
         assert frame[:3].mean() > 30 and frame[-3:].mean() > 30  # no black rows
 
 
+def test_a_sideways_phone_photo_is_shown_upright(tmp_path: Path) -> None:
+    # Stored landscape (red left half, blue right half) with EXIF orientation 6: shown rotated 90°
+    # clockwise, so upright it is a portrait picture, red on top, blue below.
+    stored = Image.new("RGB", (800, 600), (30, 30, 220))
+    stored.paste((220, 30, 30), (0, 0, 400, 600))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    media = {"p": tmp_path / "phone.jpg"}
+    draft = video_draft([{"kind": "image", "src": "p", "d": 500}], size=(180, 320), music=False)
+    frame = frames(render(tmp_path, draft, media), size=(180, 320))[5]
+    top, bottom = frame[20:140].reshape(-1, 3).mean(axis=0), frame[180:300].reshape(-1, 3).mean(axis=0)
+    assert top[0] > 180 and top[2] < 70
+    assert bottom[2] > 180 and bottom[0] < 70
+
+
 # ---------------------------------------------------------------- Ken Burns motion
 
 
@@ -485,3 +501,20 @@ def test_the_music_bed_is_music_not_a_test_tone(mood: str) -> None:
     # Movement: loudness changes over time (notes, chords, beats), it is not a steady drone.
     envelope = np.sqrt(np.mean(mono[: 6 * sr // 2205 * 2205].reshape(-1, 2205) ** 2, axis=1))
     assert envelope.std() / envelope.mean() > 0.05
+
+
+def test_scratch_left_by_a_killed_render_is_swept_and_fresh_scratch_kept(tmp_path: Path) -> None:
+    from nemowatch.local import render as renderer
+
+    stale = tmp_path / f"{renderer.SCRATCH_PREFIX}stale"
+    fresh = tmp_path / f"{renderer.SCRATCH_PREFIX}fresh"
+    other = tmp_path / "someone-elses"
+    for folder in (stale, fresh, other):
+        folder.mkdir()
+        (folder / "photo-0.rgb").write_bytes(b"x" * 10)
+    old = os.path.getmtime(stale) - renderer.STALE_SCRATCH_S - 60
+    for folder in (stale, other):
+        os.utime(folder, (old, old))
+    assert renderer._scratch_root(tmp_path) == str(tmp_path)  # writable, with room: used for scratch
+    assert not stale.exists()
+    assert (fresh / "photo-0.rgb").exists() and (other / "photo-0.rgb").exists()

@@ -9,6 +9,7 @@ every offset an exact frame count instead of a rounded microsecond.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 FPS = 30
 
@@ -127,11 +128,16 @@ class Graph:
     def filter_complex(self) -> str:
         return ";\n".join(self.chains)
 
-    def argv(self) -> list[str]:
+    def argv(self, script: Path) -> list[str]:
+        """The inputs, then the graph read from ``script`` (the caller writes filter_complex() there).
+
+        A file, not an argument: a long graph (many zoom legs) would pass the kernel's 128 KiB
+        limit on one command-line argument.
+        """
         args: list[str] = []
         for spec in self.inputs:
             args += spec
-        return [*args, "-filter_complex", self.filter_complex()]
+        return [*args, "-/filter_complex", str(script)]
 
 
 def frames(ms: float) -> int:
@@ -149,27 +155,39 @@ def normalise_tail(n: int) -> list[str]:
 _INDEX = f"round(t*{FPS})"
 
 
-def _looped(n: int, pix_fmt: str) -> list[str]:
-    """One decoded still repeated n times, timestamps = frame index (the frame is referenced, not copied)."""
-    return [f"format={pix_fmt}", "setsar=1", f"loop=loop={n - 1}:size=1", f"settb=1/{FPS}", "setpts=N"]
+def held(n: int, start: int = 0) -> list[str]:
+    """One decoded still repeated n times (referenced, not copied), pts = frame index from ``start``.
+
+    tpad clones the frame only when the next filter asks for one. ``loop`` pushes all its
+    copies at once instead, and ffmpeg then runs every downstream filter (a zoom's per-frame
+    scale, say) for the whole leg before the encoder gets its first frame.
+    """
+    return [f"tpad=stop_mode=clone:stop={n - 1}", f"settb=1/{FPS}", f"setpts=N+{start}"]
 
 
-def still_leg(n: int) -> list[str]:
-    """A photo without motion: converted once, then the same frame referenced n times (no per-frame work)."""
-    return [*_looped(n, "yuv420p"), *normalise_tail(n)]
+def still_source() -> list[str]:
+    """A photo converted once to the output's pixel format, before it is split into pieces."""
+    return ["format=yuv420p", "setsar=1"]
 
 
-def pan_leg(n: int, width: int, height: int, travel: int, step: int, leftward: bool) -> list[str]:
-    """A horizontal pan by a whole number of pixels per frame, cropped from a converted-once yuv420p still.
+def still_piece(n: int) -> list[str]:
+    """n frames of a photo without motion: the same converted frame referenced n times."""
+    return [*held(n), *normalise_tail(n)]
+
+
+def pan_piece(
+    n: int, start: int, width: int, height: int, travel: int, step: int, leftward: bool
+) -> list[str]:
+    """Frames [start, start+n) of a horizontal pan by whole pixels per frame, cropped from the still.
 
     Whole-pixel steps at a constant rate are perfectly uniform motion, and a crop is free (it only
     moves the plane pointers). 4:2:0 chroma can only be cropped at even x, so the still is prepared
-    as two copies stacked with a gap (``pan_stack``): the lower one shifted left by one pixel. An
+    as two copies stacked with PAN_GAP rows between: the lower one shifted left by one pixel. An
     odd position is the lower copy cropped at the even x below it; chroma stays aligned on every frame.
     """
     pos = f"({travel}-{step}*{_INDEX})" if leftward else f"({step}*{_INDEX})"
     return [
-        *_looped(n, "yuv420p"),
+        *held(n, start),
         f"crop={width}:{height}:x='{pos}-mod({pos},2)':y='{height + PAN_GAP}*mod({pos},2)':exact=1",
         *normalise_tail(n),
     ]
@@ -179,14 +197,11 @@ def pan_leg(n: int, width: int, height: int, travel: int, step: int, leftward: b
 PAN_GAP = 16
 
 
-def pan_stack_size(width: int, height: int) -> tuple[int, int]:
-    """The size of a pan still prepared for ``pan_leg``: two copies of the strip and the gap."""
-    return width, 2 * height + PAN_GAP
-
-
-# Zoom canvases: copies of the still stretched vertically by 0, 1/M, 2/M ... of 2 px (see zoom_branch).
+# Zoom canvases: copies of the still stretched vertically by 0, 1/M, 2/M ... of 2 px (see zoom_branch),
+# stacked in one picture with a gap of ZOOM_GAP rows between them (a crop picks one per frame).
 ZOOM_CANVASES = 4
-# Each canvas feeds one branch per parity of the crop offsets (x odd?, y odd?); see zoom_branch.
+ZOOM_GAP = 16
+# The scaled canvas is cropped at offsets of either parity; one branch per (x odd?, y odd?).
 ZOOM_PARITIES = ((0, 0), (1, 0), (0, 1), (1, 1))
 # swscale's own 4:2:0 chroma siting (centre of each 2x2 block) in 1/256 luma pixel, as every other leg gets.
 CHROMA_CENTRE = 128
@@ -203,34 +218,21 @@ def zoom_stretch(index: int, height: int) -> float:
     return 1.0 + index * 2.0 / (height * ZOOM_CANVASES)
 
 
-def zoom_source(n: int) -> list[str]:
-    """A zoom canvas converted once to 4:2:0 (centre-sited chroma, like the other legs) and repeated n times."""
-    return [f"scale=out_h_chr_pos={CHROMA_CENTRE}:out_v_chr_pos={CHROMA_CENTRE}", *_looped(n, "yuv420p")]
+def zoom_source() -> list[str]:
+    """The canvas stack converted once to 4:2:0 with centre-sited chroma, like the other legs."""
+    return [f"scale=out_h_chr_pos={CHROMA_CENTRE}:out_v_chr_pos={CHROMA_CENTRE}", *still_source()]
 
 
-def zoom_branch(
-    n: int,
-    width: int,
-    height: int,
-    canvas: tuple[int, int],
-    zoom_in: bool,
-    index: int,
-    parity: tuple[int, int],
-) -> list[str]:
-    """One branch of a centred zoom: the frames that use canvas ``index`` with crop offsets of ``parity``.
+def _zoom_geometry(n: int, width: int, height: int, canvas: tuple[int, int], zoom_in: bool) -> dict[str, str]:
+    """Per-frame expressions of a centred zoom: margin a, scaled height h, crop y, canvas index m.
 
-    Every frame the canvas is resampled to (W+2a)x(Hs) and the centre cropped. The horizontal
-    margin ``a`` grows by exactly one pixel per frame (uniform speed, no zoompan-style rounding).
-    The exact height for the same zoom, (W+2a)*Hc/Wc, is rarely a whole number of pixels, let
-    alone one with a whole-pixel margin (Hs - H even); rounding it moved the top and bottom rows
-    in steps of 0 and ~1 px. So Hs is the even-margin height just below the exact one and the
-    rest of the vertical scale (a factor in [1, 1+2/Hs)) comes from the canvas that Pillow
-    pre-stretched by the nearest multiple of 1/M of it: vertical error at most 1/(2M) px.
-
-    The work is done in 4:2:0 (half the samples of 4:4:4 and no conversion afterwards). A crop
-    at an odd offset would misplace the half-resolution chroma by one luma pixel, so the branch
-    for an odd x (or y) offset has swscale site its chroma one luma pixel further right (down):
-    after the crop every chroma sample sits where the other legs' do.
+    The horizontal margin ``a`` grows by exactly one pixel per frame (uniform speed, no
+    zoompan-style rounding). The exact height for the same zoom, (W+2a)*Hc/Wc, is rarely a whole
+    number of pixels, let alone one with a whole-pixel margin (Hs - H even); rounding it moved
+    the top and bottom rows in steps of 0 and ~1 px. So Hs is the even-margin height just below
+    the exact one and the rest of the vertical scale (a factor in [1, 1+2/Hs)) comes from the
+    canvas that Pillow pre-stretched by the nearest multiple of 1/M of it: vertical error at
+    most 1/(2M) px.
     """
     cw, ch = canvas
     a = _INDEX if zoom_in else f"({n - 1}-{_INDEX})"
@@ -238,15 +240,37 @@ def zoom_branch(
     low = f"({height}+2*floor(({exact}-{height})/2))"
     pick = f"round(({exact}/{low}-1)*{height * ZOOM_CANVASES / 2})"  # 0..M (M: the next even height)
     h = f"({low}+2*gte({pick},{ZOOM_CANVASES}))"
-    y = f"(({h}-{height})/2)"
+    return {"a": a, "h": h, "y": f"(({h}-{height})/2)", "m": f"mod({pick},{ZOOM_CANVASES})"}
+
+
+def zoom_pick(n: int, width: int, height: int, canvas: tuple[int, int], zoom_in: bool) -> list[str]:
+    """Crop the canvas each frame needs out of the stack (a fixed-size crop: free, no copy)."""
+    cw, ch = canvas
+    m = _zoom_geometry(n, width, height, canvas, zoom_in)["m"]
+    return [f"crop={cw}:{ch}:x=0:y='{m}*{ch + ZOOM_GAP}'"]
+
+
+def zoom_branch(
+    n: int, width: int, height: int, canvas: tuple[int, int], zoom_in: bool, parity: tuple[int, int]
+) -> list[str]:
+    """One branch of a centred zoom: the frames whose crop offsets have ``parity``.
+
+    Every frame the picked canvas is resampled to (W+2a)x(Hs) and the centre cropped. The work is
+    done in 4:2:0 (half the samples of 4:4:4 and no conversion afterwards). A crop at an odd
+    offset would misplace the half-resolution chroma by one luma pixel, so the branch for an odd
+    x (or y) offset has swscale site its chroma one luma pixel further right (down): after the
+    crop every chroma sample sits where the other legs' do.
+    """
+    geo = _zoom_geometry(n, width, height, canvas, zoom_in)
+    a, y = geo["a"], geo["y"]
     odd_x, odd_y = parity
     chroma = (
         f"in_h_chr_pos={CHROMA_CENTRE}:in_v_chr_pos={CHROMA_CENTRE}"
         f":out_h_chr_pos={CHROMA_CENTRE + 256 * odd_x}:out_v_chr_pos={CHROMA_CENTRE + 256 * odd_y}"
     )
     return [
-        f"select='eq(mod({pick},{ZOOM_CANVASES}),{index})*eq(mod({a},2),{odd_x})*eq(mod({y},2),{odd_y})'",
-        f"scale=w='{width}+2*{a}':h='{h}':eval=frame:flags=bilinear:{chroma}",
+        f"select='eq(mod({a},2),{odd_x})*eq(mod({y},2),{odd_y})'",
+        f"scale=w='{width}+2*{a}':h='{geo['h']}':eval=frame:flags=bilinear:{chroma}",
         # The offsets repeat a and Hs: crop keeps the in_w/in_h of its first frame, so those cannot be used.
         f"crop={width}:{height}:x='{a}':y='{y}':exact=1",
     ]
@@ -255,12 +279,12 @@ def zoom_branch(
 def zoom_merge(n: int) -> list[str]:
     """The zoom branches back in frame order.
 
-    interleave holds a branch's frames until every other branch has one (or ended); every
-    canvas-parity pair recurs within about 32 frames, so that stays a short queue.
+    interleave holds a branch's frames until every other branch has one (or ended); x parity
+    alternates every frame and y parity every two or so, so that is a queue of a few frames.
     """
-    # select and interleave drop the frame rate that xfade needs; fps on pts = N only restores it.
+    # select and interleave drop the frame rate that the transitions need; fps on pts = N restores it.
     return [
-        f"interleave=nb_inputs={ZOOM_CANVASES * len(ZOOM_PARITIES)}",
+        f"interleave=nb_inputs={len(ZOOM_PARITIES)}",
         f"settb=1/{FPS}",
         "setpts=N",
         f"fps={FPS}",
@@ -268,21 +292,25 @@ def zoom_merge(n: int) -> list[str]:
     ]
 
 
-def card_leg(n: int, width: int, height: int, colors: list[str]) -> tuple[str, list[str]]:
-    """A moving two-colour gradient: drawn at 1/8 size (it is smooth) and scaled up, so it is cheap.
+def card_source(n: int, width: int, height: int, colors: list[str]) -> str:
+    """A moving two-colour gradient drawn at 1/8 size (it is smooth; card_piece scales it up).
 
     A linear two-colour ramp survives a bilinear 8x upscale unchanged (bilinear is exact on a
     linear ramp), at about two thirds of the cost of a quarter-size drawing with a bicubic upscale.
-    Returns the source filter and the chain after it.
+    It is converted to yuv420p while still small, so the upscale is the only full-size pass.
     """
     c0, c1 = [*colors[:2], *DEFAULT_CARD_COLORS[len(colors[:2]) :]]
     small_w, small_h = max(16, width // 8 // 2 * 2), max(16, height // 8 // 2 * 2)
-    source = (
+    return (
         f"gradients=s={small_w}x{small_h}:c0={c0}:c1={c1}:n=2:type=linear"
-        f":x0=0:y0=0:x1={small_w}:y1={small_h}:speed=0.008:seed=7:r={FPS}:d={(n + 1) / FPS:.4f}"
+        f":x0=0:y0=0:x1={small_w}:y1={small_h}:speed=0.008:seed=7:r={FPS}:d={(n + 1) / FPS:.4f},"
+        f"format=yuv420p,settb=1/{FPS},setpts=N"
     )
-    # Converted to yuv420p while still small, so the upscale is the only full-size pass.
-    return source, ["format=yuv420p", f"scale={width}:{height}:flags=bilinear", *normalise_tail(n)]
+
+
+def card_piece(start: int, end: int, width: int, height: int) -> list[str]:
+    """Frames [start, end) of a card, scaled up to the frame."""
+    return [*frame_range(start, end), f"scale={width}:{height}:flags=bilinear", *normalise_tail(end - start)]
 
 
 def clip_leg(n: int, width: int, height: int) -> list[str]:
@@ -299,7 +327,7 @@ def clip_leg(n: int, width: int, height: int) -> list[str]:
 
 def overlay_input(n: int, start: int, fade_in: float, fade_out: float) -> list[str]:
     """An overlay still shown for n frames from frame ``start``, with alpha fades (seconds)."""
-    filters = ["format=yuva420p", f"loop=loop={n - 1}:size=1", f"settb=1/{FPS}", f"setpts=N+{start}"]
+    filters = ["format=yuva420p", *held(n, start)]
     t0, t1 = start / FPS, (start + n) / FPS
     if fade_in > 0:
         filters.append(f"fade=t=in:st={t0:.4f}:d={fade_in:.3f}:alpha=1")
@@ -326,3 +354,23 @@ def transition_window(transition: str, overlap: int) -> list[str]:
     concatenates with the untouched 4:2:0 bodies of the legs.
     """
     return [xfade(transition, overlap, 0), "format=yuv420p", f"trim=end_frame={overlap}"]
+
+
+def is_crossfade(transition: str) -> bool:
+    """Whether a transition is the plain crossfade (also what unknown names become)."""
+    return transition == "fade" or transition not in XFADE_TRANSITIONS
+
+
+def crossfade_head(overlap: int) -> list[str]:
+    """The incoming leg's part of a crossfade, its alpha rising 0, 1/n, 2/n ... (xfade's fade schedule).
+
+    A crossfade is the incoming picture laid over the outgoing one at that opacity. Done as an
+    alpha overlay it stays in 4:2:0 and costs about a third of an xfade, which converts both
+    inputs to 4:4:4 and the result back.
+    """
+    return ["format=yuva420p", f"fade=t=in:st=0:d={overlap / FPS:.6f}:alpha=1"]
+
+
+def crossfade_window(overlap: int) -> list[str]:
+    """[outgoing][incoming with crossfade_head] → the blended ``overlap`` frames in yuv420p."""
+    return ["overlay=format=yuv420:eof_action=pass", "format=yuv420p", f"trim=end_frame={overlap}"]
