@@ -12,6 +12,7 @@ Figures printed:
   The rendered MP4 is decoded once to a raw yuv420p file (not timed), then ffmpeg encodes
   that file with the renderer's preset/CRF/profile; reading raw frames costs next to
   nothing, so this is the pure encoding cost of the same pictures. ratio = render / floor;
+- the peak memory (RSS) of the render's ffmpeg;
 - Ken Burns smoothness: per moving shot, the frame-to-frame shift measured by phase
   correlation (mean px/frame, coefficient of variation, smallest and largest step).
 
@@ -367,6 +368,8 @@ def main() -> int:
             started, cpu = time.perf_counter(), cpu_seconds()
             render_video(draft, lambda key: media[key], out, progress=marks.append)
             wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+            if run == 0:  # children so far: the render's probes and its ffmpeg, not yet the floor's
+                peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             floor, floor_cpu = (0.0, 0.0) if opts.skip_floor else encoder_floor(out, work, frames)
             runs.append((wall, cpu, floor, floor_cpu))
             line = f"run {run + 1}: load {load:.2f} -> {os.getloadavg()[0]:.2f} (1-min average, {os.cpu_count()} cores); "
@@ -387,6 +390,7 @@ def main() -> int:
                 f"render / floor, median of the runs' ratios: wall {statistics.median(r[0] for r in ratios):.2f}x, "
                 f"CPU {statistics.median(r[1] for r in ratios):.2f}x (target <= 1.5x)"
             )
+        print(f"peak memory of the render's ffmpeg (largest child RSS): {peak_mb:.0f} MB")
         print("Ken Burns smoothness (optical flow on the decoded output, shot interiors):")
         for line in motion_report(out, draft):
             print(line)

@@ -1,10 +1,11 @@
 """Draft → MP4: the local backend's renderer, one ffmpeg process per video.
 
 The draft (see ``nemowatch/api/draft.py``) becomes a single filter graph: one leg per
-video segment (photos with Ken Burns motion, clips, gradient cards), joined by xfade,
-graded, then the logo and Pillow-rendered text composited on top, with the music bed and
-any kept clip sound mixed under it. Photos are decoded and resized once with Pillow
-before ffmpeg starts, so ffmpeg never touches a 12-megapixel frame.
+video segment (photos with Ken Burns motion, clips, gradient cards), blended only where
+they overlap, graded, then the logo and Pillow-rendered text composited on top, with the
+music bed and any kept clip sound mixed under it. Photos are decoded and resized once with
+Pillow before ffmpeg starts, so ffmpeg never touches a 12-megapixel frame. Why it is built
+the way it is (and what each choice saves): docs/internals.md, "The renderer".
 """
 
 from __future__ import annotations
