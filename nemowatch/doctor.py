@@ -312,7 +312,7 @@ def check_watch_limit(cfg: Config) -> Check | None:
 
 def check_ffmpeg(cfg: Config) -> Check:
     """The ffmpeg binary runs and can encode H.264 (the local backend renders with it)."""
-    from nemowatch.ffmpeg import ffmpeg_exe
+    from nemowatch.ffmpeg import MIN_MAJOR, ffmpeg_exe, version_major
 
     needed = cfg.backend == "local"
     missing = FAIL if needed else WARN
@@ -337,6 +337,14 @@ def check_ffmpeg(cfg: Config) -> Check:
             missing,
             f"ffmpeg at {exe} exits with status {version.returncode}",
             REINSTALL_FFMPEG,
+        )
+    major = version_major(first)
+    if needed and major is not None and major < MIN_MAJOR:
+        return Check(
+            FAIL,
+            f"{first.split(' Copyright')[0]} is too old for the local renderer (it needs ffmpeg {MIN_MAJOR} or newer)",
+            "pip install -U 'imageio-ffmpeg>=0.6' in nemowatch's environment, and unset "
+            "IMAGEIO_FFMPEG_EXE if it points at an older ffmpeg",
         )
     if " libx264 " not in encoders.stdout and needed:
         return Check(

@@ -15,6 +15,17 @@ HEADER_TIMEOUT_S = 60.0
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
 
 
+# The renderer reads its filter graph with "-/filter_complex FILE" (ffmpeg 7.0 and newer).
+MIN_MAJOR = 7
+_VERSION = re.compile(r"ffmpeg version n?(\d+)\.")
+
+
+def version_major(first_line: str) -> int | None:
+    """The major version in ``ffmpeg -version``'s first line; None for builds from git (N-…)."""
+    found = _VERSION.match(first_line)
+    return int(found[1]) if found else None
+
+
 @lru_cache(maxsize=1)
 def ffmpeg_exe() -> str:
     """Path of the bundled ffmpeg; a UserError saying how to reinstall it when it is missing."""

@@ -161,3 +161,23 @@ def test_polling_setup_skips_inotify_and_says_so(tmp_path: Path, capsys: pytest.
     assert status == 0
     line_about(lines, "ok", "polling every 10 s")
     assert not any("inotify" in line for line in lines)
+
+
+def test_an_ffmpeg_too_old_for_the_renderer_fails_and_says_how_to_upgrade(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What IMAGEIO_FFMPEG_EXE pointing at a distribution's ffmpeg 4.2 looks like to doctor.
+    old = tmp_path / "ffmpeg"
+    old.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        '  *-version*) echo "ffmpeg version 4.2.2 Copyright (c) 2000-2019 the FFmpeg developers" ;;\n'
+        '  *-encoders*) echo " V..... libx264              libx264 H.264 / AVC / MPEG-4 AVC" ;;\n'
+        "esac\n"
+    )
+    old.chmod(0o755)
+    monkeypatch.setattr("nemowatch.ffmpeg.ffmpeg_exe", lambda: str(old))
+    status, lines = doctor(setup(tmp_path), capsys)
+    assert status == 1
+    line = line_about(lines, "FAIL", "ffmpeg version 4.2.2 is too old for the local renderer")
+    assert "imageio-ffmpeg>=0.6" in line

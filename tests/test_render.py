@@ -518,3 +518,20 @@ def test_scratch_left_by_a_killed_render_is_swept_and_fresh_scratch_kept(tmp_pat
     assert renderer._scratch_root(tmp_path) == str(tmp_path)  # writable, with room: used for scratch
     assert not stale.exists()
     assert (fresh / "photo-0.rgb").exists() and (other / "photo-0.rgb").exists()
+
+
+def test_an_ffmpeg_too_old_for_the_graph_file_is_one_clear_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ffmpeg 6 (IMAGEIO_FFMPEG_EXE pointing at a distribution's) answers as this one does.
+    old = tmp_path / "ffmpeg"
+    old.write_text("#!/bin/sh\necho \"Unrecognized option '/filter_complex'.\" >&2\nexit 8\n")
+    old.chmod(0o755)
+    monkeypatch.setattr("nemowatch.local.render.ffmpeg_exe", lambda: str(old))
+    media = {"p": flat_photo(tmp_path / "p.jpg", (200, 100, 50))}
+    draft = video_draft([{"kind": "image", "src": "p", "d": 500}], music=False)
+    with pytest.raises(RenderError) as caught:
+        render(tmp_path, draft, media)
+    assert str(caught.value).startswith(f"The ffmpeg in use ({old}) is too old to render")
+    assert "imageio-ffmpeg>=0.6" in str(caught.value)
+    assert not (tmp_path / "out" / "video.mp4").exists()

@@ -29,7 +29,7 @@ from typing import Any
 from PIL import Image
 
 from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, segments, tracks
-from nemowatch.ffmpeg import ffmpeg_exe, header_duration, read_header
+from nemowatch.ffmpeg import MIN_MAJOR, ffmpeg_exe, header_duration, read_header
 from nemowatch.local import graph as g
 from nemowatch.local.music import write_music_bed
 from nemowatch.local.text import Placed, render_logo, render_text
@@ -746,6 +746,11 @@ def run_ffmpeg(args: list[str], total_s: float, progress: Callable[[float], None
         for reader in readers:
             reader.join(timeout=5)
         if code != 0:
+            if any("Unrecognized option" in line for line in errors):  # an ffmpeg older than 7
+                raise RenderError(
+                    f"The ffmpeg in use ({ffmpeg_exe()}) is too old to render (it needs ffmpeg {MIN_MAJOR} "
+                    "or newer); run pip install -U 'imageio-ffmpeg>=0.6', or unset IMAGEIO_FFMPEG_EXE."
+                )
             detail = _last_lines(errors) or f"exit status {code}"
             raise RenderError(f"ffmpeg could not render the video: {detail}")
         if progress is not None:
