@@ -158,9 +158,8 @@ _INDEX = f"round(t*{FPS})"
 def held(n: int, start: int = 0) -> list[str]:
     """One decoded still repeated n times (referenced, not copied), pts = frame index from ``start``.
 
-    tpad clones the frame only when the next filter asks for one. ``loop`` pushes all its
-    copies at once instead, and ffmpeg then runs every downstream filter (a zoom's per-frame
-    scale, say) for the whole leg before the encoder gets its first frame.
+    tpad clones the frame when the next filter asks for one. Each piece of a leg holds its own
+    copy of the still this way (see render._join for why legs are made in pieces).
     """
     return [f"tpad=stop_mode=clone:stop={n - 1}", f"settb=1/{FPS}", f"setpts=N+{start}"]
 
