@@ -225,6 +225,36 @@ def test_a_kept_clip_sound_gives_an_audio_stream_without_music(tmp_path: Path) -
     assert abs(duration_s(out) - 2.0) <= 1 / FPS
 
 
+def test_a_clip_between_photos_plays_cover_fitted_and_crossfades_both_ways(tmp_path: Path) -> None:
+    # A 4:3 green clip at 25 fps, 1 s long, in a 2 s leg (output frames 30-90): cover-fitted,
+    # then held on its last frame from output frame 60 until the crossfade into blue at 75-90.
+    clip = tmp_path / "green.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "color=c=0x20c040:s=240x180:r=25:d=1",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )  # fmt: skip
+    media = {
+        "r": flat_photo(tmp_path / "r.jpg", (220, 30, 30)),
+        "c": clip,
+        "b": flat_photo(tmp_path / "b.jpg", (30, 30, 220)),
+    }
+    shots = [
+        {"kind": "image", "src": "r", "d": 1500},
+        {"kind": "video", "src": "c", "name": "green.mp4", "d": 2000},
+        {"kind": "image", "src": "b", "d": 1500},
+    ]
+    video = frames(render(tmp_path, video_draft(shots, transition_ms=500, music=False), media))
+    assert len(video) == 120  # 1.5 + 2 + 1.5 s less two 0.5 s overlaps
+    mean = [frame.reshape(-1, 3).mean(axis=0) for frame in video]
+    green = mean[50]
+    assert green[1] > 150 and green[0] < 80 and green[2] < 100
+    assert video[50][:, :4].mean() > 40 and video[50][:, -4:].mean() > 40  # no bars from the 4:3 clip
+    assert mean[70][1] > 150 and mean[70][2] < 100  # past the clip's end: its last frame, held
+    assert 60 < mean[37][0] < 180 and 60 < mean[37][1] < 170  # red into green, half way
+    assert 60 < mean[82][1] < 170 and 60 < mean[82][2] < 180  # green into blue, half way
+
+
 # ---------------------------------------------------------------- what is on screen
 
 
