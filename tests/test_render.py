@@ -476,6 +476,26 @@ def test_a_broken_photo_is_a_render_error_naming_it_and_leaves_no_file(tmp_path:
     assert not (tmp_path / "out" / "video.mp4").exists()
 
 
+def test_a_broken_photo_late_in_the_video_stops_ffmpeg_and_names_the_photo(tmp_path: Path) -> None:
+    # ffmpeg is already reading the earlier photos when the last one turns out to be broken.
+    broken = tmp_path / "late.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    media = {
+        "a": textured_photo(tmp_path / "a.jpg", seed=1),
+        "b": textured_photo(tmp_path / "b.jpg", seed=2),
+        "c": broken,
+    }
+    shots = [
+        {"kind": "image", "src": "a", "motion": "zoom_in", "d": 1500},
+        {"kind": "image", "src": "b", "motion": "pan_left", "d": 1500},
+        {"kind": "image", "src": "c", "name": "sunset.jpg", "motion": "zoom_out", "d": 1500},
+    ]
+    with pytest.raises(RenderError, match=r"sunset\.jpg"):
+        render(tmp_path, video_draft(shots, transition_ms=500), media)
+    assert not (tmp_path / "out" / "video.mp4").exists()
+    assert not list((tmp_path / "out").glob(".*.part"))
+
+
 def test_a_broken_clip_is_a_render_error_naming_it(tmp_path: Path) -> None:
     broken = tmp_path / "c.mp4"
     broken.write_bytes(os.urandom(4000))
@@ -531,23 +551,6 @@ def test_the_music_bed_is_music_not_a_test_tone(mood: str) -> None:
     # Movement: loudness changes over time (notes, chords, beats), it is not a steady drone.
     envelope = np.sqrt(np.mean(mono[: 6 * sr // 2205 * 2205].reshape(-1, 2205) ** 2, axis=1))
     assert envelope.std() / envelope.mean() > 0.05
-
-
-def test_scratch_left_by_a_killed_render_is_swept_and_fresh_scratch_kept(tmp_path: Path) -> None:
-    from nemowatch.local import render as renderer
-
-    stale = tmp_path / f"{renderer.SCRATCH_PREFIX}stale"
-    fresh = tmp_path / f"{renderer.SCRATCH_PREFIX}fresh"
-    other = tmp_path / "someone-elses"
-    for folder in (stale, fresh, other):
-        folder.mkdir()
-        (folder / "photo-0.rgb").write_bytes(b"x" * 10)
-    old = os.path.getmtime(stale) - renderer.STALE_SCRATCH_S - 60
-    for folder in (stale, other):
-        os.utime(folder, (old, old))
-    assert renderer._scratch_root(tmp_path) == str(tmp_path)  # writable, with room: used for scratch
-    assert not stale.exists()
-    assert (fresh / "photo-0.rgb").exists() and (other / "photo-0.rgb").exists()
 
 
 def test_an_ffmpeg_too_old_for_the_graph_file_is_one_clear_sentence(

@@ -14,11 +14,9 @@ import math
 import os
 import queue
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -78,6 +76,7 @@ class Job:
     resolve: Callable[[str], Path]
     graph: g.Graph = field(default_factory=g.Graph)
     probes: dict[Path, Future[Probe]] = field(default_factory=dict)  # started early, see build_command
+    feeds: list[Feed] = field(default_factory=list)  # photo inputs, in input order
 
 
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
@@ -210,13 +209,19 @@ def _zoom_bands(image: Image.Image, height: int) -> list[Image.Image]:
     return bands
 
 
-@dataclass(frozen=True)
-class Still:
-    """A prepared photo: raw RGB24 pixels in a file, and their size."""
+class Feed:
+    """A photo's raw RGB24 pixels, written by nemowatch into a pipe that ffmpeg reads as an input.
 
-    path: Path
-    width: int
-    height: int
+    The size is known before the photo is decoded (it is the leg's canvas), so ffmpeg starts
+    while Pillow still works, reading each photo as it is ready: its start-up (opening inputs,
+    converting the first stills) overlaps the preparation of the later photos, and 100+ MB of
+    stills never touch a disk.
+    """
+
+    def __init__(self, job: Job, leg: Leg) -> None:
+        self.job, self.leg = job, leg
+        self.width, self.height = _still_geometry(leg, job.width, job.height)
+        self.read_fd, self.write_fd = os.pipe()
 
     def input_args(self) -> list[str]:
         size = f"{self.width}x{self.height}"
@@ -230,32 +235,50 @@ class Still:
             "-framerate",
             str(g.FPS),
             "-i",
-            str(self.path),
+            f"pipe:{self.read_fd}",
         ]
 
+    def write(self) -> None:
+        """Decode and size the photo for its leg (still, pan stack or zoom stack) and send it."""
+        job, leg = self.job, self.leg
+        with os.fdopen(self.write_fd, "wb", closefd=True) as pipe:
+            self.write_fd = -1
+            name = str(leg.meta.get("name") or leg.meta.get("src"))
+            path = _resolve(job, str(leg.meta["src"]), name)
+            image = _load_photo(path, name, _photo_size(leg, job.width, job.height), (job.width, job.height))
+            bands, gap = _bands(leg, image, job.height)
+            for number, band in enumerate(bands):
+                if number:
+                    pipe.write(bytes(band.width * 3 * gap))
+                pipe.write(band.tobytes())
 
-def _prepare_photo(job: Job, leg: Leg, index: int) -> Still:
-    """Decode and size one photo for its leg (a still, pan stack or zoom stack) and write it out."""
-    name = str(leg.meta.get("name") or leg.meta.get("src"))
-    path = _resolve(job, str(leg.meta["src"]), name)
-    image = _load_photo(path, name, _photo_size(leg, job.width, job.height), (job.width, job.height))
+    def close(self) -> None:
+        """Close whatever end is still ours (idempotent)."""
+        for fd in (self.read_fd, self.write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.read_fd = self.write_fd = -1
+
+
+def _bands(leg: Leg, image: Image.Image, height: int) -> tuple[list[Image.Image], int]:
+    """What a photo leg's input holds, top to bottom, and the black rows between the bands."""
     motion = leg.meta.get("motion")
-    bands, gap = [image], 0
     if motion in ("pan_left", "pan_right"):
-        bands, gap = _pan_bands(image), g.PAN_GAP
-    elif motion in ("zoom_in", "zoom_out"):
-        bands, gap = _zoom_bands(image, job.height), g.ZOOM_GAP
-    # Raw RGB, the bands one above the other with black rows between: nothing to compress here,
-    # nothing for ffmpeg to probe or decode (a BMP was decoded twice, once to probe it), and no
-    # stacked copy to assemble first.
-    out = job.tmp / f"photo-{index}.rgb"
-    width = bands[0].width
-    with out.open("wb") as file:
-        for number, band in enumerate(bands):
-            if number:
-                file.write(bytes(width * 3 * gap))
-            file.write(band.tobytes())
-    return Still(out, width, len(bands) * bands[0].height + (len(bands) - 1) * gap)
+        return _pan_bands(image), g.PAN_GAP
+    if motion in ("zoom_in", "zoom_out"):
+        return _zoom_bands(image, height), g.ZOOM_GAP
+    return [image], 0
+
+
+def _still_geometry(leg: Leg, width: int, height: int) -> tuple[int, int]:
+    """The size of what ``_bands`` gives for this leg, known before the photo is opened."""
+    w, h = _photo_size(leg, width, height)
+    motion = leg.meta.get("motion")
+    if motion in ("pan_left", "pan_right"):
+        return w - 1, 2 * h + g.PAN_GAP
+    if motion in ("zoom_in", "zoom_out"):
+        return w, g.ZOOM_CANVASES * h + (g.ZOOM_CANVASES - 1) * g.ZOOM_GAP
+    return w, h
 
 
 def _render_logo(job: Job, draft: dict[str, Any]) -> tuple[Placed | None, Placed | None]:
@@ -355,11 +378,11 @@ def _refs(job: Job, source: str, count: int) -> list[str]:
     return job.graph.split(source, count) if count > 1 else [source]
 
 
-def _photo_cutter(job: Job, leg: Leg, still_file: Still) -> Cutter:
+def _photo_cutter(job: Job, leg: Leg, feed: Feed) -> Cutter:
     """Pieces of a photo leg, each its own chain from the once-converted still (or zoom canvases)."""
     gr, w, h = job.graph, job.width, job.height
     motion = leg.meta.get("motion")
-    src = gr.add_input(*still_file.input_args())
+    src = gr.add_input(*feed.input_args())
     if motion in ("zoom_in", "zoom_out"):
         canvas = g.zoom_canvas_size(leg.n, w, h)
         stack = gr.chain([f"{src}:v"], g.zoom_source())
@@ -643,20 +666,16 @@ def build_command(draft: dict[str, Any], job: Job, out: Path) -> list[str]:
     logo_spans = [
         (leg.start, leg.start + leg.n) for leg in legs if leg.kind == "card" and leg.meta.get("logo")
     ]
-    # Everything Pillow draws, two at a time (it releases the GIL while it works): ffmpeg can only
-    # start once every input exists, so this is wall time the render cannot overlap with encoding.
+    # Text, logo and probes first, two at a time (Pillow releases the GIL while it works): ffmpeg
+    # opens those files as it starts. The photos follow while it runs (see Feed).
     with ThreadPoolExecutor(max_workers=2) as pool:
-        photo_jobs = {
-            index: pool.submit(_prepare_photo, job, leg, index)
-            for index, leg in enumerate(legs)
-            if leg.kind == "image"
-        }
         _start_probes(job, draft, pool)
         logo_job = pool.submit(_render_logo, job, draft)
         texts_job = pool.submit(_texts, job, draft, logo_spans)
-        photos = {index: future.result() for index, future in photo_jobs.items()}
         watermark, logo_big = logo_job.result()
         texts = texts_job.result()
+    photos = {index: Feed(job, leg) for index, leg in enumerate(legs) if leg.kind == "image"}
+    job.feeds = list(photos.values())
 
     base = _join(job, legs, _video_legs(job, legs, photos, logo_big))
     grade = g.GRADES.get(str(_meta(draft).get("grade")))
@@ -698,12 +717,21 @@ def _last_lines(lines: list[str] | deque[str], count: int = 3) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
-def run_ffmpeg(args: list[str], total_s: float, progress: Callable[[float], None] | None) -> None:
+def run_ffmpeg(
+    args: list[str],
+    total_s: float,
+    progress: Callable[[float], None] | None,
+    feeds: list[Feed] | None = None,
+) -> None:
     """Run ffmpeg, report progress from ``-progress pipe:1``, and never leave the process behind.
 
-    Raises RenderError with ffmpeg's last error lines when it fails or stalls; any exception
-    in the caller (KeyboardInterrupt, a failing progress callback) kills the process first.
+    ``feeds`` are written into ffmpeg's pipe inputs while it runs, two at a time in input order
+    (ffmpeg opens its inputs in that order, so the next one it waits for is always being made).
+    Raises RenderError with ffmpeg's last error lines when it fails or stalls, or a feed's own
+    RenderError (a broken photo) after stopping ffmpeg; any exception in the caller
+    (KeyboardInterrupt, a failing progress callback) kills the process first.
     """
+    feeds = feeds or []
     proc = subprocess.Popen(
         [ffmpeg_exe(), *args],
         stdin=subprocess.DEVNULL,
@@ -711,7 +739,25 @@ def run_ffmpeg(args: list[str], total_s: float, progress: Callable[[float], None
         stderr=subprocess.PIPE,
         text=True,
         errors="replace",
+        pass_fds=[feed.read_fd for feed in feeds],
     )
+    for feed in feeds:  # ffmpeg holds the read ends now; ours would keep a dead ffmpeg's pipes open
+        os.close(feed.read_fd)
+        feed.read_fd = -1
+    failures: list[BaseException] = []
+
+    def write(feed: Feed) -> None:
+        try:
+            feed.write()
+        except BrokenPipeError:
+            pass  # ffmpeg stopped reading: it failed or was stopped, and says why itself
+        except Exception as exc:  # any failure to make a photo stops the render
+            failures.append(exc)
+            proc.kill()
+
+    writers = ThreadPoolExecutor(max_workers=2)
+    for feed in feeds:
+        writers.submit(write, feed)
     errors: deque[str] = deque(maxlen=40)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -745,6 +791,9 @@ def run_ffmpeg(args: list[str], total_s: float, progress: Callable[[float], None
         code = proc.wait()
         for reader in readers:
             reader.join(timeout=5)
+        writers.shutdown(wait=True)  # a dead ffmpeg's pipes fail the writers at once
+        if failures:
+            raise failures[0]
         if code != 0:
             if any("Unrecognized option" in line for line in errors):  # an ffmpeg older than 7
                 raise RenderError(
@@ -759,30 +808,12 @@ def run_ffmpeg(args: list[str], total_s: float, progress: Callable[[float], None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-SCRATCH_PREFIX = "nemowatch-render-"
-# A scratch folder this old belongs to a render that was killed (SIGKILL skips the clean-up).
-STALE_SCRATCH_S = 6 * 3600
-
-
-def _scratch_root(shm: Path = Path("/dev/shm")) -> str | None:
-    """/dev/shm when it is a writable tmpfs with room, else the usual temporary folder.
-
-    A render writes ~150 MB of raw stills that ffmpeg reads straight back; on a disk the
-    kernel's write-back of them stalled renders by up to 0.3 s. Scratch folders a killed render
-    left behind there (in RAM until reboot) are removed by the next render.
-    """
-    try:
-        if not (os.access(shm, os.W_OK | os.X_OK) and shutil.disk_usage(shm).free > 1 << 30):
-            return None
-        now = time.time()
-        for stale in shm.glob(f"{SCRATCH_PREFIX}*"):
-            if now - stale.stat().st_mtime > STALE_SCRATCH_S:
-                shutil.rmtree(stale, ignore_errors=True)
-    except OSError:
-        return None
-    return str(shm)
+        writers.shutdown(wait=True, cancel_futures=True)
+        for reader in readers:
+            reader.join(timeout=5)
+        for stream in (proc.stdout, proc.stderr):  # now, not whenever a raised error is collected
+            if stream is not None:
+                stream.close()
 
 
 def render_video(
@@ -805,11 +836,13 @@ def render_video(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(f".{out.name}.part")
-    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=_scratch_root()) as tmp:
+    with tempfile.TemporaryDirectory(prefix="nemowatch-render-") as tmp:
         job = Job(width, height, total, Path(tmp), resolve)
-        args = build_command(draft, job, part)
         try:
-            run_ffmpeg(args, total / g.FPS, progress)
+            args = build_command(draft, job, part)
+            run_ffmpeg(args, total / g.FPS, progress, job.feeds)
             os.replace(part, out)
         finally:
+            for feed in job.feeds:
+                feed.close()
             part.unlink(missing_ok=True)
