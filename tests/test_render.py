@@ -339,15 +339,15 @@ def test_a_sideways_phone_photo_is_shown_upright(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- Ken Burns motion
 
 
-def test_a_pan_moves_the_photo_at_a_steady_speed(tmp_path: Path) -> None:
+def moving_photo(tmp_path: Path, motion: str) -> np.ndarray:
+    """The decoded frames of 2 s of one textured photo with ``motion``."""
     media = {"p": textured_photo(tmp_path / "p.jpg")}
-    video = frames(
-        render(
-            tmp_path,
-            video_draft([{"kind": "image", "src": "p", "motion": "pan_left", "d": 2000}], music=False),
-            media,
-        )
-    )
+    draft = video_draft([{"kind": "image", "src": "p", "motion": motion, "d": 2000}], music=False)
+    return frames(render(tmp_path, draft, media))
+
+
+def test_a_pan_moves_the_photo_at_a_steady_speed(tmp_path: Path) -> None:
+    video = moving_photo(tmp_path, "pan_left")
     steps = horizontal_steps(video, slice(40, 140), slice(100, 220))
     assert 0.8 < steps.mean() < 1.2  # pan_left: the picture slides right, ~1 px per frame
     assert steps.std() < 0.1  # no stalls, no jumps
@@ -355,14 +355,7 @@ def test_a_pan_moves_the_photo_at_a_steady_speed(tmp_path: Path) -> None:
 
 
 def test_a_zoom_moves_smoothly_without_stalls(tmp_path: Path) -> None:
-    media = {"p": textured_photo(tmp_path / "p.jpg")}
-    video = frames(
-        render(
-            tmp_path,
-            video_draft([{"kind": "image", "src": "p", "motion": "zoom_in", "d": 2000}], music=False),
-            media,
-        )
-    )
+    video = moving_photo(tmp_path, "zoom_in")
     left = horizontal_steps(video, slice(60, 120), slice(20, 100))  # left of centre: moves outwards (left)
     right = horizontal_steps(video, slice(60, 120), slice(220, 300))
     assert left.mean() < -0.3 and right.mean() > 0.3
@@ -373,14 +366,7 @@ def test_a_zoom_moves_smoothly_without_stalls(tmp_path: Path) -> None:
 
 def test_a_zoom_moves_the_top_rows_smoothly_too(tmp_path: Path) -> None:
     """Near the top edge the zoom is vertical motion of ~0.4 px/frame: no 0, 1, 0, 1 px staircase."""
-    media = {"p": textured_photo(tmp_path / "p.jpg")}
-    video = frames(
-        render(
-            tmp_path,
-            video_draft([{"kind": "image", "src": "p", "motion": "zoom_in", "d": 2000}], music=False),
-            media,
-        )
-    )
+    video = moving_photo(tmp_path, "zoom_in")
     top = vertical_steps(video, slice(4, 40), slice(100, 220))
     assert top.mean() < -0.2  # the top rows move up and out
     # Rounding the frame height to whole-pixel margins gave std ~0.34 here (0/~0.8 px steps); the

@@ -291,7 +291,7 @@ def zoom_merge(n: int) -> list[str]:
     ]
 
 
-def card_source(n: int, width: int, height: int, colors: list[str]) -> str:
+def card_source(n: int, width: int, height: int, colors: list[str]) -> list[str]:
     """A moving two-colour gradient drawn at 1/8 size (it is smooth; card_piece scales it up).
 
     A linear two-colour ramp survives a bilinear 8x upscale unchanged (bilinear is exact on a
@@ -300,11 +300,11 @@ def card_source(n: int, width: int, height: int, colors: list[str]) -> str:
     """
     c0, c1 = [*colors[:2], *DEFAULT_CARD_COLORS[len(colors[:2]) :]]
     small_w, small_h = max(16, width // 8 // 2 * 2), max(16, height // 8 // 2 * 2)
-    return (
+    gradient = (
         f"gradients=s={small_w}x{small_h}:c0={c0}:c1={c1}:n=2:type=linear"
-        f":x0=0:y0=0:x1={small_w}:y1={small_h}:speed=0.008:seed=7:r={FPS}:d={(n + 1) / FPS:.4f},"
-        f"format=yuv420p,settb=1/{FPS},setpts=N"
+        f":x0=0:y0=0:x1={small_w}:y1={small_h}:speed=0.008:seed=7:r={FPS}:d={(n + 1) / FPS:.4f}"
     )
+    return [gradient, "format=yuv420p", f"settb=1/{FPS}", "setpts=N"]
 
 
 def card_piece(start: int, end: int, width: int, height: int) -> list[str]:

@@ -186,16 +186,6 @@ def _pan_step(leg: Leg, width: int) -> int:
     return max(1, round(0.12 * width / max(1, leg.n)))
 
 
-def _photo_size(leg: Leg, width: int, height: int) -> tuple[int, int]:
-    motion = leg.meta.get("motion")
-    if motion in ("pan_left", "pan_right"):
-        # One spare column: the second copy of a pan still is the strip shifted left by one pixel.
-        return width + _pan_step(leg, width) * (leg.n - 1) + 1, height
-    if motion in ("zoom_in", "zoom_out"):
-        return g.zoom_canvas_size(leg.n, width, height)
-    return width, height
-
-
 def _zoom_bands(image: Image.Image, height: int) -> list[Image.Image]:
     """The zoom canvases (see graph.zoom_pick): the still stretched vertically about its centre.
 
@@ -209,6 +199,37 @@ def _zoom_bands(image: Image.Image, height: int) -> list[Image.Image]:
     return bands
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a photo leg's input is made: the photo cover-fitted to ``fit``, cut into ``count`` bands
+    of ``band`` size by ``bands``, stacked with ``gap`` black rows between them."""
+
+    fit: tuple[int, int]
+    band: tuple[int, int]
+    count: int
+    gap: int
+    bands: Callable[[Image.Image], list[Image.Image]]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The input's size, known before the photo is opened."""
+        width, height = self.band
+        return width, self.count * height + (self.count - 1) * self.gap
+
+
+def _layout(leg: Leg, width: int, height: int) -> Layout:
+    """The input a photo leg needs: one still, a pan stack or a zoom stack."""
+    motion = leg.meta.get("motion")
+    if motion in ("pan_left", "pan_right"):
+        # One spare column: the second copy of a pan still is the strip shifted left by one pixel.
+        strip = width + _pan_step(leg, width) * (leg.n - 1)
+        return Layout((strip + 1, height), (strip, height), 2, g.PAN_GAP, _pan_bands)
+    if motion in ("zoom_in", "zoom_out"):
+        canvas = g.zoom_canvas_size(leg.n, width, height)
+        return Layout(canvas, canvas, g.ZOOM_CANVASES, g.ZOOM_GAP, lambda image: _zoom_bands(image, height))
+    return Layout((width, height), (width, height), 1, 0, lambda image: [image])
+
+
 class Feed:
     """A photo's raw RGB24 pixels, written by nemowatch into a pipe that ffmpeg reads as an input.
 
@@ -220,11 +241,11 @@ class Feed:
 
     def __init__(self, job: Job, leg: Leg) -> None:
         self.job, self.leg = job, leg
-        self.width, self.height = _still_geometry(leg, job.width, job.height)
+        self.layout = _layout(leg, job.width, job.height)
         self.read_fd, self.write_fd = os.pipe()
 
     def input_args(self) -> list[str]:
-        size = f"{self.width}x{self.height}"
+        size = "{}x{}".format(*self.layout.size)
         return [
             "-f",
             "rawvideo",
@@ -245,11 +266,10 @@ class Feed:
             self.write_fd = -1
             name = str(leg.meta.get("name") or leg.meta.get("src"))
             path = _resolve(job, str(leg.meta["src"]), name)
-            image = _load_photo(path, name, _photo_size(leg, job.width, job.height), (job.width, job.height))
-            bands, gap = _bands(leg, image, job.height)
-            for number, band in enumerate(bands):
+            image = _load_photo(path, name, self.layout.fit, (job.width, job.height))
+            for number, band in enumerate(self.layout.bands(image)):
                 if number:
-                    pipe.write(bytes(band.width * 3 * gap))
+                    pipe.write(bytes(band.width * 3 * self.layout.gap))
                 pipe.write(band.tobytes())
 
     def close(self) -> None:
@@ -258,27 +278,6 @@ class Feed:
             if fd >= 0:
                 os.close(fd)
         self.read_fd = self.write_fd = -1
-
-
-def _bands(leg: Leg, image: Image.Image, height: int) -> tuple[list[Image.Image], int]:
-    """What a photo leg's input holds, top to bottom, and the black rows between the bands."""
-    motion = leg.meta.get("motion")
-    if motion in ("pan_left", "pan_right"):
-        return _pan_bands(image), g.PAN_GAP
-    if motion in ("zoom_in", "zoom_out"):
-        return _zoom_bands(image, height), g.ZOOM_GAP
-    return [image], 0
-
-
-def _still_geometry(leg: Leg, width: int, height: int) -> tuple[int, int]:
-    """The size of what ``_bands`` gives for this leg, known before the photo is opened."""
-    w, h = _photo_size(leg, width, height)
-    motion = leg.meta.get("motion")
-    if motion in ("pan_left", "pan_right"):
-        return w - 1, 2 * h + g.PAN_GAP
-    if motion in ("zoom_in", "zoom_out"):
-        return w, g.ZOOM_CANVASES * h + (g.ZOOM_CANVASES - 1) * g.ZOOM_GAP
-    return w, h
 
 
 def _render_logo(job: Job, draft: dict[str, Any]) -> tuple[Placed | None, Placed | None]:
@@ -360,7 +359,7 @@ def _start_probes(job: Job, draft: dict[str, Any], pool: ThreadPoolExecutor) -> 
 Cutter = Callable[[list[tuple[int, int]]], list[str]]
 
 
-def _video_legs(job: Job, legs: list[Leg], photos: dict[int, Path], logo_big: Placed | None) -> list[Cutter]:
+def _video_legs(job: Job, legs: list[Leg], photos: dict[int, Feed], logo_big: Placed | None) -> list[Cutter]:
     """One cutter per leg (see ``_join`` for why legs are made in pieces)."""
     cutters: list[Cutter] = []
     for index, leg in enumerate(legs):
@@ -373,9 +372,15 @@ def _video_legs(job: Job, legs: list[Leg], photos: dict[int, Path], logo_big: Pl
     return cutters
 
 
-def _refs(job: Job, source: str, count: int) -> list[str]:
-    """``count`` references to one stream (a split only when there is more than one)."""
-    return job.graph.split(source, count) if count > 1 else [source]
+def _cutter(job: Job, source: str, piece: Callable[[str, int, int], str]) -> Cutter:
+    """A cutter that makes frames [a, b) with ``piece(ref, a, b)``, each range from its own
+    reference to ``source`` (a split only when there is more than one range)."""
+
+    def cut(ranges: list[tuple[int, int]]) -> list[str]:
+        refs = job.graph.split(source, len(ranges)) if len(ranges) > 1 else [source]
+        return [piece(ref, a, b) for ref, (a, b) in zip(refs, ranges, strict=True)]
+
+    return cut
 
 
 def _photo_cutter(job: Job, leg: Leg, feed: Feed) -> Cutter:
@@ -385,57 +390,45 @@ def _photo_cutter(job: Job, leg: Leg, feed: Feed) -> Cutter:
     src = gr.add_input(*feed.input_args())
     if motion in ("zoom_in", "zoom_out"):
         canvas = g.zoom_canvas_size(leg.n, w, h)
-        stack = gr.chain([f"{src}:v"], g.zoom_source())
         zoom_in = motion == "zoom_in"
 
-        def zoom(ranges: list[tuple[int, int]]) -> list[str]:
-            labels = []
-            for ref, (a, b) in zip(_refs(job, stack, len(ranges)), ranges, strict=True):
-                picked = gr.chain([ref], [*g.held(b - a, a), *g.zoom_pick(leg.n, w, h, canvas, zoom_in)])
-                branches = [
-                    gr.chain([source], g.zoom_branch(leg.n, w, h, canvas, zoom_in, parity))
-                    for source, parity in zip(
-                        gr.split(picked, len(g.ZOOM_PARITIES)), g.ZOOM_PARITIES, strict=True
-                    )
-                ]
-                labels.append(gr.chain(branches, g.zoom_merge(b - a)))
-            return labels
+        def zoom(ref: str, a: int, b: int) -> str:
+            picked = gr.chain([ref], [*g.held(b - a, a), *g.zoom_pick(leg.n, w, h, canvas, zoom_in)])
+            branches = [
+                gr.chain([source], g.zoom_branch(leg.n, w, h, canvas, zoom_in, parity))
+                for source, parity in zip(
+                    gr.split(picked, len(g.ZOOM_PARITIES)), g.ZOOM_PARITIES, strict=True
+                )
+            ]
+            return gr.chain(branches, g.zoom_merge(b - a))
 
-        return zoom
+        return _cutter(job, gr.chain([f"{src}:v"], g.zoom_source()), zoom)
     still = gr.chain([f"{src}:v"], g.still_source())
     if motion in ("pan_left", "pan_right"):
-        step = _pan_step(leg, w)
-
-        def pan(ranges: list[tuple[int, int]]) -> list[str]:
-            return [
-                gr.chain([ref], g.pan_piece(b - a, a, w, h, step * (leg.n - 1), step, motion == "pan_left"))
-                for ref, (a, b) in zip(_refs(job, still, len(ranges)), ranges, strict=True)
-            ]
-
-        return pan
-    return lambda ranges: [
-        gr.chain([ref], g.still_piece(b - a))
-        for ref, (a, b) in zip(_refs(job, still, len(ranges)), ranges, strict=True)
-    ]
+        step, leftward = _pan_step(leg, w), motion == "pan_left"
+        return _cutter(
+            job,
+            still,
+            lambda ref, a, b: gr.chain(
+                [ref], g.pan_piece(b - a, a, w, h, step * (leg.n - 1), step, leftward)
+            ),
+        )
+    return _cutter(job, still, lambda ref, a, b: gr.chain([ref], g.still_piece(b - a)))
 
 
 def _card_cutter(job: Job, leg: Leg, logo_big: Placed | None) -> Cutter:
     """Pieces of a gradient card (split while still small), with the big logo on each when asked."""
     gr, w, h = job.graph, job.width, job.height
     colors = [c for c in (leg.meta.get("colors") or []) if isinstance(c, str) and _COLOR.match(c)]
-    small = gr.chain([], [g.card_source(leg.n, w, h, colors)])
 
-    def card(ranges: list[tuple[int, int]]) -> list[str]:
-        labels = []
-        for ref, (a, b) in zip(_refs(job, small, len(ranges)), ranges, strict=True):
-            label = gr.chain([ref], g.card_piece(a, b, w, h))
-            if leg.meta.get("logo") and logo_big is not None:
-                logo = _overlay_source(job, logo_big, b - a, 0, fade_in=0.0, fade_out=0.0)
-                label = gr.chain([label, logo], [f"overlay=x={logo_big.x}:y={logo_big.y}:eof_action=pass"])
-            labels.append(label)
-        return labels
+    def card(ref: str, a: int, b: int) -> str:
+        label = gr.chain([ref], g.card_piece(a, b, w, h))
+        if leg.meta.get("logo") and logo_big is not None:
+            logo = _overlay_source(job, logo_big, b - a, 0, fade_in=0.0, fade_out=0.0)
+            label = gr.chain([label, logo], [f"overlay=x={logo_big.x}:y={logo_big.y}:eof_action=pass"])
+        return label
 
-    return card
+    return _cutter(job, gr.chain([], g.card_source(leg.n, w, h, colors)), card)
 
 
 def _clip_cutter(job: Job, leg: Leg) -> Cutter:
@@ -450,12 +443,9 @@ def _clip_cutter(job: Job, leg: Leg) -> Cutter:
     if info.duration_s and in_s >= info.duration_s:
         in_s = 0.0  # a start past the end would give an empty leg; play from the top instead
     src = gr.add_input("-ss", f"{in_s:.3f}", "-t", f"{leg.n / g.FPS + 0.5:.3f}", "-i", str(path))
-    label = gr.chain([f"{src}:v"], g.clip_leg(leg.n, w, h))
     leg.meta = {**leg.meta, "_input": src, "_has_audio": info.has_audio}
-    return lambda ranges: [
-        gr.chain([ref], g.frame_range(a, b))
-        for ref, (a, b) in zip(_refs(job, label, len(ranges)), ranges, strict=True)
-    ]
+    label = gr.chain([f"{src}:v"], g.clip_leg(leg.n, w, h))
+    return _cutter(job, label, lambda ref, a, b: gr.chain([ref], g.frame_range(a, b)))
 
 
 def _join(job: Job, legs: list[Leg], cutters: list[Cutter]) -> str:
