@@ -6,6 +6,7 @@ import itertools
 import os
 import re
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -480,6 +481,35 @@ def test_a_broken_photo_late_in_the_video_stops_ffmpeg_and_names_the_photo(tmp_p
         render(tmp_path, video_draft(shots, transition_ms=500), media)
     assert not (tmp_path / "out" / "video.mp4").exists()
     assert not list((tmp_path / "out").glob(".*.part"))
+
+
+def test_encoding_starts_before_the_last_photo_is_ready(tmp_path: Path) -> None:
+    # The last photo's file is handed over only once ffmpeg reports encoded output: if ffmpeg
+    # waited for every photo before encoding (as it does with one input per photo), no progress
+    # would come and the wait below would run out instead.
+    media = {key: textured_photo(tmp_path / f"{key}.jpg", seed=seed) for seed, key in enumerate("abc")}
+    encoding = threading.Event()
+    last_ready_after_progress: list[bool] = []
+
+    def resolve(key: str) -> Path:
+        if key == "c":
+            last_ready_after_progress.append(encoding.wait(timeout=30))
+        return media[key]
+
+    shots = [
+        {"kind": "image", "src": "a", "motion": "zoom_in", "d": 3000},
+        {"kind": "image", "src": "b", "motion": "pan_left", "d": 1500},
+        {"kind": "image", "src": "c", "motion": "zoom_out", "d": 1500},
+    ]
+    out = tmp_path / "out" / "video.mp4"
+    render_video(
+        video_draft(shots, transition_ms=500, music=False),
+        resolve,
+        out,
+        progress=lambda value: encoding.set() if value > 0 else None,
+    )
+    assert last_ready_after_progress == [True]
+    assert duration_s(out) == pytest.approx(5.0, abs=1 / FPS)
 
 
 def test_a_broken_clip_is_a_render_error_naming_it(tmp_path: Path) -> None:
