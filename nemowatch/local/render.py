@@ -241,11 +241,12 @@ class Stills:
     RGB24 video: photo k (cover-fitted, cut into its leg's bands) is frame k, padded to the largest.
 
     One input, not one per photo: ffmpeg configures its filter graph only once every input has
-    delivered a frame, so with an input per photo it encoded nothing until the last photo was
-    ready. Here photo k's chain starts once frames k and k+1 are in (``trim`` ends a stream when
-    the next frame arrives), so encoding starts after the first two photos and the others are
-    made while it runs. The sizes are known before any photo is decoded (they are the legs'
-    canvases), and 100+ MB of stills never touch a disk.
+    delivered a frame, so with an input per photo nothing ran until the last photo was ready.
+    Here the graph starts at the first photo and converts each photo as it arrives; photo k's
+    chain can run once frames k and k+1 are in (``trim`` ends a stream when the next frame
+    arrives). The first frame of the reference job comes ~0.45 s sooner. The sizes are known
+    before any photo is decoded (they are the legs' canvases), and 100+ MB of stills never touch
+    a disk.
     """
 
     def __init__(self, job: Job, legs: list[Leg]) -> None:
