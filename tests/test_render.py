@@ -485,8 +485,8 @@ def test_a_broken_photo_late_in_the_video_stops_ffmpeg_and_names_the_photo(tmp_p
 
 def test_encoding_starts_before_the_last_photo_is_ready(tmp_path: Path) -> None:
     # The last photo's file is handed over only once ffmpeg reports encoded output: if ffmpeg
-    # waited for every photo before encoding (as it does with one input per photo), no progress
-    # would come and the wait below would run out instead.
+    # waited for every photo before encoding (as it did with one input per photo, or with the
+    # music in the pictures' filter graph), no progress would come and the wait would run out.
     media = {key: textured_photo(tmp_path / f"{key}.jpg", seed=seed) for seed, key in enumerate("abc")}
     encoding = threading.Event()
     last_ready_after_progress: list[bool] = []
@@ -503,13 +503,14 @@ def test_encoding_starts_before_the_last_photo_is_ready(tmp_path: Path) -> None:
     ]
     out = tmp_path / "out" / "video.mp4"
     render_video(
-        video_draft(shots, transition_ms=500, music=False),
+        video_draft(shots, transition_ms=500),
         resolve,
         out,
         progress=lambda value: encoding.set() if value > 0 else None,
     )
     assert last_ready_after_progress == [True]
     assert duration_s(out) == pytest.approx(5.0, abs=1 / FPS)
+    assert "Audio: aac" in info(out)
 
 
 def test_a_broken_clip_is_a_render_error_naming_it(tmp_path: Path) -> None:

@@ -244,9 +244,9 @@ class Stills:
     delivered a frame, so with an input per photo nothing ran until the last photo was ready.
     Here the graph starts at the first photo and converts each photo as it arrives; photo k's
     chain can run once frames k and k+1 are in (``trim`` ends a stream when the next frame
-    arrives). The first frame of the reference job comes ~0.45 s sooner. The sizes are known
-    before any photo is decoded (they are the legs' canvases), and 100+ MB of stills never touch
-    a disk.
+    arrives), so encoding starts after the first two photos (with the sound in a graph of its
+    own: see ``Graph.argv``). The sizes are known before any photo is decoded (they are the
+    legs' canvases), and 100+ MB of stills never touch a disk.
     """
 
     def __init__(self, job: Job, legs: list[Leg]) -> None:
@@ -636,7 +636,7 @@ def _music(job: Job, draft: dict[str, Any]) -> list[str]:
             chain.append(f"volume={volume:.3f}")
             if start:
                 chain.append(f"adelay={round(start * 1000 / g.FPS)}:all=1")
-            labels.append(job.graph.chain([f"{src}:a"], chain, "a"))
+            labels.append(job.graph.audio_chain([f"{src}:a"], chain))
     return labels
 
 
@@ -661,7 +661,7 @@ def _kept_sound(job: Job, legs: list[Leg]) -> list[str]:
         ]
         if leg.start:
             chain.append(f"adelay={round(leg.start * 1000 / g.FPS)}:all=1")
-        labels.append(job.graph.chain([f"{leg.meta['_input']}:a"], chain, "a"))
+        labels.append(job.graph.audio_chain([f"{leg.meta['_input']}:a"], chain))
     return labels
 
 
@@ -674,21 +674,20 @@ def _mix(job: Job, music: list[str], voices: list[str]) -> str | None:
     def merge(labels: list[str]) -> str:
         if len(labels) == 1:
             return labels[0]
-        return gr.chain(labels, [f"amix=inputs={len(labels)}:normalize=0:duration=longest"], "a")
+        return gr.audio_chain(labels, [f"amix=inputs={len(labels)}:normalize=0:duration=longest"])
 
     if music and voices:
         bed, voice = merge(music), merge(voices)
-        split_a, split_b = gr.label("a"), gr.label("a")
-        gr.chains.append(f"[{voice}]asplit=2[{split_a}][{split_b}]")
-        ducked = gr.chain(
-            [bed, split_a], ["sidechaincompress=threshold=0.02:ratio=8:attack=20:release=400"], "a"
+        split_a, split_b = gr.audio_split(voice, 2)
+        ducked = gr.audio_chain(
+            [bed, split_a], ["sidechaincompress=threshold=0.02:ratio=8:attack=20:release=400"]
         )
-        mixed = gr.chain([ducked, split_b], ["amix=inputs=2:normalize=0:duration=longest"], "a")
+        mixed = gr.audio_chain([ducked, split_b], ["amix=inputs=2:normalize=0:duration=longest"])
     else:
         mixed = merge(music or voices)
     total_s = job.total / g.FPS
-    return gr.chain(
-        [mixed], [f"apad=whole_dur={total_s:.6f}", f"atrim=end={total_s:.6f}", "alimiter=limit=0.97"], "a"
+    return gr.audio_chain(
+        [mixed], [f"apad=whole_dur={total_s:.6f}", f"atrim=end={total_s:.6f}", "alimiter=limit=0.97"]
     )
 
 
@@ -733,9 +732,7 @@ def build_command(draft: dict[str, Any], job: Job, out: Path) -> list[str]:
     # re-initialising per zoom frame, above all) then only add thread hand-offs: ~2 s CPU a render.
     head = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"]
     head += ["-filter_complex_threads", "1"]
-    script = job.tmp / "graph.txt"
-    script.write_text(job.graph.filter_complex(), encoding="utf-8")
-    return [*head, *job.graph.argv(script), *outputs]
+    return [*head, *job.graph.argv(job.tmp), *outputs]
 
 
 # ---------------------------------------------------------------- running ffmpeg
