@@ -126,14 +126,15 @@ class Graph:
 
     def split(self, source: str, count: int, prefix: str = "s") -> list[str]:
         """Add ``[source]split=count[o1][o2]...`` and return the output labels."""
-        outs = [self.label(prefix) for _ in range(count)]
-        self.chains.append(f"[{source}]split={count}{''.join(f'[{o}]' for o in outs)}")
-        return outs
+        return self._fan(self.chains, source, f"split={count}", count, prefix)
 
     def audio_split(self, source: str, count: int) -> list[str]:
         """Add ``[source]asplit=count[o1][o2]...`` to the sound graph and return the output labels."""
-        outs = [self.label("a") for _ in range(count)]
-        self.audio.append(f"[{source}]asplit={count}{''.join(f'[{o}]' for o in outs)}")
+        return self._fan(self.audio, source, f"asplit={count}", count, "a")
+
+    def _fan(self, chains: list[str], source: str, spec: str, count: int, prefix: str) -> list[str]:
+        outs = [self.label(prefix) for _ in range(count)]
+        chains.append(f"[{source}]{spec}{''.join(f'[{o}]' for o in outs)}")
         return outs
 
     def _add(self, chains: list[str], sources: list[str], filters: list[str], prefix: str) -> str:

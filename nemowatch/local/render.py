@@ -269,8 +269,7 @@ class Stills:
         """Photo ``index`` decoded and sized for its leg (still, pan stack or zoom stack), as the
         pieces of one padded frame: its bands, black rows between them and below them."""
         leg, layout = self.legs[index], self.layouts[index]
-        name = str(leg.meta.get("name") or leg.meta.get("src"))
-        path = _resolve(self.job, str(leg.meta["src"]), name)
+        name, path = _media_file(self.job, leg.meta)
         image = _load_photo(path, name, layout.fit, (self.job.width, self.job.height))
         width, height = self.size
         row = width * 3
@@ -302,6 +301,11 @@ class Stills:
                 for future in ahead:
                     future.cancel()
 
+    def close_read_end(self) -> None:
+        """Give up the read end once ffmpeg has it."""
+        os.close(self.read_fd)
+        self.read_fd = -1
+
     def close(self) -> None:
         """Close whatever end is still ours (idempotent)."""
         for fd in (self.read_fd, self.write_fd):
@@ -315,22 +319,23 @@ def _render_logo(job: Job, draft: dict[str, Any]) -> tuple[Placed | None, Placed
     logo_meta = _meta(draft).get("logo")
     if not (isinstance(logo_meta, dict) and logo_meta.get("src")):
         return None, None
-    name = str(logo_meta.get("name") or logo_meta["src"])
-    logo_path = _resolve(job, str(logo_meta["src"]), name)
+    name, logo_path = _media_file(job, logo_meta)
     try:
         return render_logo(logo_path, job.width, job.height, job.tmp)
     except (OSError, ValueError) as exc:
         raise RenderError(f"Could not read the logo {name} ({exc}); replace it with a PNG or JPEG.") from exc
 
 
-def _resolve(job: Job, media_id: str, name: str) -> Path:
+def _media_file(job: Job, meta: dict[str, Any]) -> tuple[str, Path]:
+    """The name to show for the media a draft entry points at (``src``), and its file."""
+    name = str(meta.get("name") or meta["src"])
     try:
-        path = Path(job.resolve(media_id))
+        path = Path(job.resolve(str(meta["src"])))
     except (KeyError, LookupError, OSError) as exc:
         raise RenderError(f"The media file {name} is not available; upload it again.") from exc
     if not path.is_file():
         raise RenderError(f"The media file {name} is missing; upload it again.")
-    return path
+    return name, path
 
 
 # ---------------------------------------------------------------- probing clips and music
@@ -373,9 +378,8 @@ def _start_probes(job: Job, draft: dict[str, Any], pool: ThreadPoolExecutor) -> 
             meta = _meta(seg)
             if not meta.get("src") or (track.get("tt") == TRACK_VIDEO and meta.get("kind") != "video"):
                 continue
-            name = str(meta.get("name") or meta["src"])
             try:
-                path = _resolve(job, str(meta["src"]), name)
+                name, path = _media_file(job, meta)
             except RenderError:
                 continue  # reported where the file is used
             if path not in job.probes:
@@ -478,8 +482,7 @@ def _card_cutter(job: Job, leg: Leg, logo_big: Placed | None) -> Cutter:
 def _clip_cutter(job: Job, leg: Leg) -> Cutter:
     """Pieces of a video clip: the one decoded, normalised stream split and trimmed."""
     gr, w, h = job.graph, job.width, job.height
-    name = str(leg.meta.get("name") or leg.meta.get("src"))
-    path = _resolve(job, str(leg.meta["src"]), name)
+    name, path = _media_file(job, leg.meta)
     info = _probe(job, path, name)
     if not info.has_video:
         raise RenderError(f"The clip {name} has no picture; use a video file for a video segment.")
@@ -614,8 +617,7 @@ def _music(job: Job, draft: dict[str, Any]) -> list[str]:
                 continue
             dur = n / g.FPS
             if meta.get("src"):
-                name = str(meta.get("name") or meta["src"])
-                path = _resolve(job, str(meta["src"]), name)
+                name, path = _media_file(job, meta)
                 if not _probe(job, path, name).has_audio:
                     raise RenderError(
                         f"The music file {name} has no sound; use an MP3, WAV, M4A or AAC song."
@@ -758,7 +760,6 @@ def run_ffmpeg(
     photo) after stopping ffmpeg; any exception in the caller (KeyboardInterrupt, a failing
     progress callback) kills the process first.
     """
-    feeds = [stills] if stills is not None else []
     proc = subprocess.Popen(
         [ffmpeg_exe(), *args],
         stdin=subprocess.DEVNULL,
@@ -766,25 +767,24 @@ def run_ffmpeg(
         stderr=subprocess.PIPE,
         text=True,
         errors="replace",
-        pass_fds=[feed.read_fd for feed in feeds],
+        pass_fds=[stills.read_fd] if stills is not None else [],
     )
-    for feed in feeds:  # ffmpeg holds the read ends now; ours would keep a dead ffmpeg's pipes open
-        os.close(feed.read_fd)
-        feed.read_fd = -1
     failures: list[BaseException] = []
 
-    def write(feed: Stills) -> None:
+    def write(stills: Stills) -> None:
         try:
-            feed.write()
+            stills.write()
         except BrokenPipeError:
             pass  # ffmpeg stopped reading: it failed or was stopped, and says why itself
         except Exception as exc:  # any failure to make a photo stops the render
             failures.append(exc)
             proc.kill()
 
-    writers = ThreadPoolExecutor(max_workers=1)
-    for feed in feeds:
-        writers.submit(write, feed)
+    writer: threading.Thread | None = None
+    if stills is not None:
+        stills.close_read_end()  # ffmpeg holds it now; ours would keep a dead ffmpeg's pipe open
+        writer = threading.Thread(target=write, args=(stills,), daemon=True)
+        writer.start()
     errors: deque[str] = deque(maxlen=40)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -818,7 +818,8 @@ def run_ffmpeg(
         code = proc.wait()
         for reader in readers:
             reader.join(timeout=5)
-        writers.shutdown(wait=True)  # a dead ffmpeg's pipes fail the writers at once
+        if writer is not None:
+            writer.join()  # a dead ffmpeg's pipe fails the writer at once
         if failures:
             raise failures[0]
         if code != 0:
@@ -835,7 +836,8 @@ def run_ffmpeg(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        writers.shutdown(wait=True, cancel_futures=True)
+        if writer is not None:
+            writer.join()
         for reader in readers:
             reader.join(timeout=5)
         for stream in (proc.stdout, proc.stderr):  # now, not whenever a raised error is collected
