@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 import wave
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from PIL import Image
 from nemowatch.api.formats import MAX_UPLOAD_BYTES
 from nemowatch.errors import UserError
 from nemowatch.local.server import LocalSettings, RunningServer, start_server
+from tests.daemon_helpers import daemon_env, nemowatch
 
 ATTRIBUTION = {"X-Skill-Source": "nemowatch-tests", "X-Skill-Version": "0", "X-Skill-Platform": "pytest"}
 
@@ -150,12 +152,7 @@ def test_non_loopback_bind_without_access_token_is_refused(tmp_path: Path) -> No
 def test_serve_refuses_a_public_bind_without_token_in_one_line(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f'[paths]\nstate = "{tmp_path / "state"}"\n[local]\nhost = "0.0.0.0"\n')
-    done = subprocess.run(
-        ["python", "-m", "nemowatch", "serve", "--config", str(config), "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = nemowatch("serve", "--config", str(config), "--port", "0")
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0
     assert "access token" in done.stderr and "Traceback" not in done.stderr
@@ -390,7 +387,8 @@ def test_nemowatch_serve_prints_its_url_answers_and_stops_cleanly_on_sigterm(tmp
     config = tmp_path / "c.toml"
     config.write_text(f'[paths]\nstate = "{tmp_path / "state"}"\n')
     proc = subprocess.Popen(
-        ["python", "-m", "nemowatch", "serve", "--config", str(config), "--port", "0"],
+        [sys.executable, "-m", "nemowatch", "serve", "--config", str(config), "--port", "0"],
+        env=daemon_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
