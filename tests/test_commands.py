@@ -56,6 +56,14 @@ def test_credits_asks_the_backend_and_prints_the_balance(tmp_path: Path) -> None
     assert shown.stdout.strip() == "5,000 credits available (0 reserved)"
 
 
+def test_credits_of_a_local_backend_without_a_budget_read_as_unlimited(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    shown = nemowatch("credits", "--config", str(setup.config))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("unlimited credits: the local backend renders on this machine")
+    assert "999" not in shown.stdout
+
+
 def test_credits_with_an_unreachable_backend_is_one_clear_sentence(tmp_path: Path) -> None:
     setup = make_setup(tmp_path, backend="cloud")
     env_url = f"http://127.0.0.1:{free_port()}"
@@ -104,7 +112,8 @@ def test_a_fixed_and_retried_job_is_picked_up_by_the_running_daemon(tmp_path: Pa
         assert "picks it up" in retried.stdout
         wait_for(lambda: status_of(setup.outbox / "fixme") == "done", "the retried job")
         shown = nemowatch("status", "--config", str(setup.config)).stdout
-        assert "daemon:   running" in shown and "token:    anonymous" in shown and "credits:" in shown
+        assert "daemon:   running" in shown and "token:    anonymous" in shown
+        assert "credits:  unlimited (local backend), checked 20" in shown
         assert "fixme  done" in shown
     finally:
         assert stop_daemon(daemon) == 0

@@ -11,6 +11,7 @@ from nemowatch.daemon import facts
 from nemowatch.daemon.journal import JobRecord, Journal, journal_path
 from nemowatch.daemon.outbox import Outbox
 from nemowatch.errors import UserError
+from nemowatch.local.settings import UNLIMITED_CREDITS
 from nemowatch.states import JobState
 
 
@@ -88,13 +89,18 @@ def _daemon_line(info: dict[str, Any]) -> str:
     return "daemon:   never started with this state folder; start it with `nemowatch run`"
 
 
-def _credits_line(credits: dict[str, Any] | None) -> str:
+def _unlimited(available: int, backend: str) -> bool:
+    """Whether a balance is the local backend's stand-in number for "no budget set"."""
+    return backend == "local" and available >= UNLIMITED_CREDITS
+
+
+def _credits_line(credits: dict[str, Any] | None, backend: str) -> str:
     if not credits:
         return "credits:  unknown (not checked yet)"
-    return (
-        f"credits:  {credits['available']:,} available ({credits.get('frozen', 0):,} reserved),"
-        f" checked {credits.get('checked_at')}"
-    )
+    available = credits["available"]
+    if _unlimited(available, backend):
+        return f"credits:  unlimited (local backend), checked {credits.get('checked_at')}"
+    return f"credits:  {available:,} available ({credits.get('frozen', 0):,} reserved), checked {credits.get('checked_at')}"
 
 
 def _token_line(token: dict[str, Any] | None) -> str:
@@ -112,7 +118,7 @@ def render_text(info: dict[str, Any]) -> str:
         f"backend:  {info['backend']}",
         f"inbox:    {info['inbox']}",
         f"outbox:   {info['outbox']}",
-        _credits_line(info["credits"]),
+        _credits_line(info["credits"], info["backend"]),
         _token_line(info["token"]),
     ]
     if info["paused"]:
@@ -148,6 +154,8 @@ def credits_text(cfg: Config) -> str:
             return await client.credits()
 
     balance = asyncio.run(ask())
+    if _unlimited(balance.available, cfg.backend):
+        return "unlimited credits: the local backend renders on this machine (local.credits sets a budget)"
     return f"{balance.available:,} credits available ({balance.frozen:,} reserved)"
 
 

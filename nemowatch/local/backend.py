@@ -12,11 +12,8 @@ from starlette.requests import Request
 from nemowatch.local.agent import drain
 from nemowatch.local.protocol import ApiError, is_loopback
 from nemowatch.local.runner import RenderRunner
-from nemowatch.local.settings import LocalSettings
+from nemowatch.local.settings import UNLIMITED_CREDITS, LocalSettings
 from nemowatch.local.store import SessionRecord, Store
-
-# What "unlimited" credits look like to a client that expects a number.
-UNLIMITED_CREDITS = 999_999
 
 
 @dataclass

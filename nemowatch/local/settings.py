@@ -8,6 +8,8 @@ from pathlib import Path
 from nemowatch.config import Config
 
 DEFAULT_PORT = 8765
+# What "unlimited" credits look like to a client that expects a number (shown as "unlimited").
+UNLIMITED_CREDITS = 999_999
 
 
 @dataclass(frozen=True)
