@@ -411,6 +411,10 @@ async def test_a_dropped_stream_whose_run_finished_carries_on_without_sending_ag
         (lambda d: (d / "clip.mp4").write_bytes(b""), "these files are empty: clip.mp4"),
         (lambda d: (d / "notes.pdf").write_bytes(b"%PDF"), "not media the backend accepts: notes.pdf"),
         (
+            lambda d: (d / "IMG_0042.HEIC").write_bytes(b"\0\0\0\x18ftypheic"),
+            "iPhone photos are HEIC: share them as JPEG",
+        ),
+        (
             lambda d: (d / "secret.jpg").symlink_to("/etc/hostname"),
             "outside the job folder and are not sent: secret.jpg",
         ),

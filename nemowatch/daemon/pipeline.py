@@ -37,7 +37,7 @@ from nemowatch.api.errors import (
     SessionNotFound,
     TokenRejected,
 )
-from nemowatch.api.formats import ACCEPTED_LIST, MAX_UPLOAD_BYTES
+from nemowatch.api.formats import ACCEPTED_LIST, MAX_UPLOAD_BYTES, extension
 from nemowatch.daemon.journal import JobRecord, Journal, now_iso
 from nemowatch.daemon.outbox import FAILED_FILE
 from nemowatch.daemon.prompt import JobPrompt, load_job_prompt
@@ -172,11 +172,11 @@ def read_inputs(job: JobRecord) -> JobInputs:
         )
     unsupported = [rel for rel in scan.unsupported if not (job.kind == "text" and rel.endswith(".txt"))]
     if unsupported:
-        raise _bad_files(
-            "these files are not media the backend accepts",
-            unsupported,
-            f"remove them or convert them to one of: {ACCEPTED_LIST}",
-        )
+        hint = f"remove them or convert them to one of: {ACCEPTED_LIST}"
+        if any(extension(rel) in ("heic", "heif") for rel in unsupported):
+            # The iPhone's default photo format: the one unsupported file phone users meet most.
+            hint += " (iPhone photos are HEIC: share them as JPEG, or set Settings > Camera > Formats > Most Compatible)"
+        raise _bad_files("these files are not media the backend accepts", unsupported, hint)
     media: list[tuple[str, Path]] = []
     empty: list[str] = []
     large: list[str] = []
