@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="daemon health, credits, token expiry and every job with its state")
     _common(p, folders=False)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output (every job)")
+    p.add_argument("--all", action="store_true", help="list every done job, not only the newest")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("credits", help="the credit balance")
@@ -129,7 +130,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _config(args)
     from nemowatch.daemon.status import status_text
 
-    print(status_text(cfg, as_json=args.json))
+    print(status_text(cfg, as_json=args.json, show_all=args.all))
     return EXIT_OK
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from nemowatch.daemon.journal import Journal, journal_path
+from nemowatch.states import JobState
 from tests.daemon_helpers import (
     SMALL,
     Backend,
@@ -47,6 +49,30 @@ def test_status_before_the_first_start_says_so(tmp_path: Path) -> None:
     shown = nemowatch("status", "--config", str(setup.config))
     assert shown.returncode == 0, shown.stderr
     assert "never started" in shown.stdout and "jobs:     none yet" in shown.stdout
+
+
+def test_status_after_months_of_jobs_lists_what_matters_and_all_on_request(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    with Journal(journal_path(setup.state)) as journal:
+        for n in range(1, 31):
+            job = journal.add_job(
+                f"promo-{n:02d}", "folder", setup.root / "work", setup.outbox / f"promo-{n:02d}"
+            )
+            journal.set_state(job.id, JobState.DONE)
+        broken = journal.add_job("broken", "folder", setup.root / "work", setup.outbox / "broken")
+        journal.set_state(broken.id, JobState.FAILED, error={"message": "prompt.txt is empty"})
+        journal.add_job("latest", "folder", setup.root / "work", setup.outbox / "latest")
+
+    shown = nemowatch("status", "--config", str(setup.config)).stdout
+    assert "jobs:     32" in shown
+    assert "(10 older done jobs not listed; `nemowatch status --all` lists every job)" in shown
+    assert "promo-10" not in shown and "promo-11  done" in shown and "promo-30  done" in shown
+    assert "broken    failed — prompt.txt is empty" in shown and "latest    queued" in shown
+
+    everything = nemowatch("status", "--all", "--config", str(setup.config)).stdout
+    assert "not listed" not in everything
+    assert all(f"promo-{n:02d}  done" in everything for n in range(1, 31))
+    assert len(json.loads(nemowatch("status", "--json", "--config", str(setup.config)).stdout)["jobs"]) == 32
 
 
 def test_credits_asks_the_backend_and_prints_the_balance(tmp_path: Path) -> None:

@@ -111,8 +111,13 @@ def _token_line(token: dict[str, Any] | None) -> str:
     return f"token:    {kind}" + (f", expires {expires}" if expires else ", no known expiry")
 
 
-def render_text(info: dict[str, Any]) -> str:
-    """The human form of :func:`collect`."""
+# Done jobs listed by `status` without --all: after months of jobs the list would fill screens.
+RECENT_DONE = 20
+
+
+def render_text(info: dict[str, Any], *, show_all: bool = False) -> str:
+    """The human form of :func:`collect`: every job not done, and the RECENT_DONE newest done ones
+    (all of them with ``show_all``)."""
     lines = [
         _daemon_line(info),
         f"backend:  {info['backend']}",
@@ -129,6 +134,14 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(f"ignored:  {name} (a folder without prompt.txt)")
     jobs = info["jobs"]
     lines.append(f"jobs:     {len(jobs)}" if jobs else "jobs:     none yet")
+    done = [job for job in jobs if job["state"] == JobState.DONE]
+    hidden = [] if show_all else done[: max(0, len(done) - RECENT_DONE)]
+    if hidden:
+        skip = {id(job) for job in hidden}
+        jobs = [job for job in jobs if id(job) not in skip]
+        lines.append(
+            f"  ({len(hidden)} older done jobs not listed; `nemowatch status --all` lists every job)"
+        )
     width = max((len(job["name"]) for job in jobs), default=0)
     for job in jobs:
         state = JobState(job["state"]).human
@@ -139,10 +152,11 @@ def render_text(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def status_text(cfg: Config, as_json: bool) -> str:
-    """`nemowatch status [--json]`: daemon health, backend, credits, token, waiting folders and every job."""
+def status_text(cfg: Config, as_json: bool, show_all: bool = False) -> str:
+    """`nemowatch status [--json] [--all]`: daemon health, backend, credits, token, waiting folders
+    and the jobs (``--json`` always has every job)."""
     info = collect(cfg)
-    return json.dumps(info, indent=2, ensure_ascii=False) if as_json else render_text(info)
+    return json.dumps(info, indent=2, ensure_ascii=False) if as_json else render_text(info, show_all=show_all)
 
 
 def credits_text(cfg: Config) -> str:
