@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -546,6 +547,27 @@ def test_a_cancelled_render_kills_ffmpeg_and_leaves_no_file(tmp_path: Path) -> N
     with pytest.raises(KeyboardInterrupt):
         render(tmp_path, draft, media, progress=cancel)
     assert _ffmpeg_writing(tmp_path / "out") == []
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_ffmpeg_killed_by_the_system_is_one_sentence_about_memory(tmp_path: Path) -> None:
+    """The kernel's OOM killer sends SIGKILL: the user learns why and what to do, not 'exit status -9'."""
+    media = {"p": textured_photo(tmp_path / "p.jpg")}
+    draft = video_draft([{"kind": "image", "src": "p", "motion": "zoom_in", "d": 20000}], music=False)
+    killed: list[int] = []
+
+    def kill_ffmpeg(value: float) -> None:
+        if 0 < value < 1 and not killed:
+            killed.extend(_ffmpeg_writing(tmp_path / "out"))
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(RenderError) as raised:
+        render(tmp_path, draft, media, progress=kill_ffmpeg)
+    assert killed
+    message = str(raised.value)
+    assert message.startswith("ffmpeg was killed by the system, most likely for lack of memory")
+    assert "jobs.max_concurrent = 1" in message and "\n" not in message
     assert list((tmp_path / "out").iterdir()) == []
 
 

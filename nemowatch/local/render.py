@@ -14,6 +14,7 @@ import math
 import os
 import queue
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -822,6 +823,11 @@ def run_ffmpeg(
             writer.join()  # a dead ffmpeg's pipe fails the writer at once
         if failures:
             raise failures[0]
+        if code == -signal.SIGKILL:  # not by us: we stop ffmpeg only on the way out of an error
+            raise RenderError(
+                "ffmpeg was killed by the system, most likely for lack of memory (a 1080p render needs about "
+                "0.5 GB plus 80 MB a photo); free some memory, set jobs.max_concurrent = 1, or use fewer photos."
+            )
         if code != 0:
             if any("Unrecognized option" in line for line in errors):  # an ffmpeg older than 7
                 raise RenderError(
