@@ -414,7 +414,11 @@ async def _backend_checks(cfg: Config) -> list[Check]:
         return [Check(FAIL, f"{where}: {exc.message}", exc.hint or "see the message")]
     checks.append(Check(OK, f"{where} answers"))
     checks.append(Check(OK, f"token ({info.source}) accepted, {_expiry(info.expires_at, info.anonymous)}"))
+    from nemowatch.daemon.status import unlimited_credits
+
     what = f"credits: {credits.available} available (jobs.min_credits = {cfg.min_credits})"
+    if unlimited_credits(credits.available, cfg.backend):
+        what = "credits: unlimited (local backend)"
     if credits.available < cfg.min_credits:
         checks.append(Check(WARN, what, f"new jobs wait for credits: top up at {cfg.web_url}"))
     else:
@@ -444,6 +448,59 @@ def check_disk(cfg: Config) -> list[Check]:
     return checks
 
 
+# A local render's ffmpeg at 1080p: about 0.5 GB plus 80 MB a photo (bench/render_memory.py).
+RENDER_BASE_BYTES = 500 * 1024**2
+RENDER_PHOTO_BYTES = 80 * 1024**2
+SIZING_PHOTOS = 20  # the job size the memory check plans for
+
+
+def available_memory() -> int | None:
+    """Bytes this process could still use: MemAvailable, or less under a cgroup limit (systemd MemoryMax)."""
+    try:
+        meminfo = Path("/proc/meminfo").read_text(encoding="ascii")
+    except OSError:
+        return None
+    found = re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.MULTILINE)
+    if found is None:
+        return None
+    available = int(found.group(1)) * 1024
+    try:  # cgroup v2: "0::/system.slice/nemowatch.service"
+        group = Path("/proc/self/cgroup").read_text(encoding="ascii").strip().partition("::")[2]
+        folder = Path("/sys/fs/cgroup") / group.lstrip("/")
+        limit = (folder / "memory.max").read_text(encoding="ascii").strip()
+        if limit != "max":
+            used = int((folder / "memory.current").read_text(encoding="ascii"))
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def memory_check(available: int | None, renders: int) -> Check:
+    """Whether ``renders`` local renders of a SIZING_PHOTOS-photo job fit in ``available`` bytes."""
+    each = RENDER_BASE_BYTES + SIZING_PHOTOS * RENDER_PHOTO_BYTES
+    if available is None:
+        return Check(WARN, "could not read the memory available (no /proc/meminfo)")
+    what = f"{available / 1024**3:.1f} GB of memory available for local renders"
+    need = f"{renders} at once of {SIZING_PHOTOS}-photo jobs need about {renders * each / 1024**3:.1f} GB"
+    if available >= renders * each:
+        return Check(OK, f"{what} ({need})")
+    if renders > 1 and available >= each:
+        return Check(WARN, f"{what}; {need}", "set jobs.max_concurrent = 1, or free memory")
+    return Check(
+        WARN,
+        f"{what}; one render of a {SIZING_PHOTOS}-photo job needs about {each / 1024**3:.1f} GB",
+        "free memory, keep jobs to fewer photos (80 MB each), or use the cloud backend",
+    )
+
+
+def check_memory(cfg: Config) -> Check | None:
+    """Room for the local backend's renders (each is one ffmpeg; there are max_concurrent of them)."""
+    if cfg.backend != "local":
+        return None
+    return memory_check(available_memory(), cfg.max_concurrent)
+
+
 # -- the report -------------------------------------------------------------------------------
 
 CheckStep = Callable[[Config], Check | list[Check] | None]
@@ -463,6 +520,7 @@ def _steps() -> list[tuple[str, CheckStep]]:
         ("ffmpeg", check_ffmpeg),
         ("backend", check_backend),
         ("disk", check_disk),
+        ("memory", check_memory),
     ]
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from nemowatch.cli import main
+from nemowatch.config import load_config
+from nemowatch.doctor import check_memory, memory_check
 from nemowatch.local.server import LocalSettings, RunningServer, start_server
 
 ACCESS_TOKEN = "local-access-token-0123456789"
@@ -70,8 +72,9 @@ def test_healthy_local_setup_passes_every_check(tmp_path: Path, capsys: pytest.C
         ("config", str(tmp_path)),
         ("inotify sees",),
         ("ffmpeg", "libx264"),
-        ("credits",),
+        ("credits: unlimited (local backend)",),
         ("free",),
+        ("of memory available for local renders",),
     ):
         line_about(checks, *words)
 
@@ -181,3 +184,33 @@ def test_an_ffmpeg_too_old_for_the_renderer_fails_and_says_how_to_upgrade(
     assert status == 1
     line = line_about(lines, "FAIL", "ffmpeg version 4.2.2 is too old for the local renderer")
     assert "imageio-ffmpeg>=0.6" in line
+
+
+GB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("available", "renders", "status", "words"),
+    [
+        (
+            23 * GB,
+            2,
+            "ok",
+            "23.0 GB of memory available for local renders (2 at once of 20-photo jobs need about 4.1 GB)",
+        ),
+        (3 * GB, 2, "warn", "set jobs.max_concurrent = 1"),
+        (3 * GB, 1, "ok", "(1 at once of 20-photo jobs need about 2.1 GB)"),
+        (1 * GB, 1, "warn", "keep jobs to fewer photos (80 MB each), or use the cloud backend"),
+        (None, 2, "warn", "could not read the memory available"),
+    ],
+)
+def test_memory_check_plans_for_the_renders_the_daemon_runs_at_once(
+    available: int | None, renders: int, status: str, words: str
+) -> None:
+    check = memory_check(available, renders)
+    assert check.status == status and words in check.line()
+
+
+def test_the_memory_check_is_only_for_the_local_backend(tmp_path: Path) -> None:
+    assert check_memory(load_config(setup(tmp_path, '[backend]\nkind = "cloud"\n'))) is None
+    assert check_memory(load_config(setup(tmp_path))) is not None

@@ -89,7 +89,7 @@ def _daemon_line(info: dict[str, Any]) -> str:
     return "daemon:   never started with this state folder; start it with `nemowatch run`"
 
 
-def _unlimited(available: int, backend: str) -> bool:
+def unlimited_credits(available: int, backend: str) -> bool:
     """Whether a balance is the local backend's stand-in number for "no budget set"."""
     return backend == "local" and available >= UNLIMITED_CREDITS
 
@@ -98,7 +98,7 @@ def _credits_line(credits: dict[str, Any] | None, backend: str) -> str:
     if not credits:
         return "credits:  unknown (not checked yet)"
     available = credits["available"]
-    if _unlimited(available, backend):
+    if unlimited_credits(available, backend):
         return f"credits:  unlimited (local backend), checked {credits.get('checked_at')}"
     return f"credits:  {available:,} available ({credits.get('frozen', 0):,} reserved), checked {credits.get('checked_at')}"
 
@@ -168,7 +168,7 @@ def credits_text(cfg: Config) -> str:
             return await client.credits()
 
     balance = asyncio.run(ask())
-    if _unlimited(balance.available, cfg.backend):
+    if unlimited_credits(balance.available, cfg.backend):
         return "unlimited credits: the local backend renders on this machine (local.credits sets a budget)"
     return f"{balance.available:,} credits available ({balance.frozen:,} reserved)"
 
