@@ -106,6 +106,14 @@ SCHEMA: tuple[Key, ...] = (
     Key("local", "port", int, 0, "0: any free port, when the daemon starts it in-process", minimum=0),
     Key("local", "access_token", str, "", "required when host is not a loopback address"),
     Key("local", "credits", int, -1, "credit budget of the local backend; -1: unlimited", minimum=-1),
+    Key(
+        "local",
+        "keep_days",
+        float,
+        7,
+        "days the local backend keeps a session's uploads and renders after their last use; 0: forever",
+        minimum=0,
+    ),
 )
 
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(key.section for key in SCHEMA))
@@ -141,6 +149,7 @@ class Config:
     local_port: int
     local_access_token: str = field(repr=False)
     local_credits: int
+    local_keep_days: float
     # The NEMO_TOKEN variable. Never printed: repr=False keeps it out of tracebacks and logs.
     token: str | None = field(default=None, repr=False)
     source: Path | None = None

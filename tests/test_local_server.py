@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,8 +19,10 @@ import pytest
 from PIL import Image
 
 from nemowatch.api.formats import MAX_UPLOAD_BYTES
+from nemowatch.config import load_config
 from nemowatch.errors import UserError
 from nemowatch.local.server import LocalSettings, RunningServer, start_server
+from nemowatch.local.store import RenderRecord, SessionRecord, Store
 from tests.daemon_helpers import daemon_env, nemowatch
 
 ATTRIBUTION = {"X-Skill-Source": "nemowatch-tests", "X-Skill-Version": "0", "X-Skill-Platform": "pytest"}
@@ -759,3 +762,80 @@ def test_a_busy_port_is_one_clear_error(server: RunningServer, tmp_path: Path) -
     port = int(server.url.rsplit(":", 1)[1])
     with pytest.raises(UserError, match=f"cannot listen on 127.0.0.1:{port}.*--port"):
         start_server(settings(tmp_path / "other", port=port))
+
+
+# -- retention --------------------------------------------------------------------------------------
+
+
+def used_and_aged(tmp_path: Path, days: float) -> tuple[str, str]:
+    """A session with an upload and a finished render, then one with only an upload; the first is
+    made to look last used ``days`` ago. Returns (old session, recent session)."""
+    with start_server(settings(tmp_path)) as server, client(server, anonymous_token(server)) as http:
+        old = new_session(http, "Old trip")
+        submit(http, old, "render_old", tiny_draft(photo_media_id(http, old, tmp_path)))
+        assert poll(http, "render_old")[-1]["status"] == "completed"
+        recent = new_session(http, "Recent trip")
+        photo_media_id(http, recent, tmp_path)
+    root = tmp_path / "state" / "local-backend"
+    then = time.time() - days * 86400
+    os.utime(root / "sessions" / f"{old}.json", (then, then))
+    render = root / "renders" / "render_old.json"
+    render.write_text(json.dumps({**json.loads(render.read_text()), "updated_at": then}))
+    return old, recent
+
+
+def test_sessions_and_renders_unused_for_keep_days_go_with_their_files_at_start(tmp_path: Path) -> None:
+    """A service that runs for months must not fill its disk with copies the outbox already holds."""
+    old, recent = used_and_aged(tmp_path, days=8)
+    root = tmp_path / "state" / "local-backend"
+    old_files = [
+        root / "uploads" / old,
+        root / "sessions" / f"{old}.json",
+        root / "renders" / "render_old.json",
+        root / "renders" / "render_old.mp4",
+    ]
+    assert all(path.exists() for path in old_files)
+
+    with start_server(settings(tmp_path, keep_days=7)) as server:
+        listed = [session["session_id"] for session in admin_sessions(server)]
+        with client(server, anonymous_token(server)) as http:
+            state = http.get(f"/api/state/nemo_agent/me/{old}/latest").json()
+            gone = http.get("/api/render/proxy/lambda/render_old")
+    assert listed == [recent]
+    assert state["code"] == 1002 and gone.status_code == 404
+    assert [path for path in old_files if path.exists()] == []
+    assert len(list((root / "uploads" / recent).iterdir())) == 1  # the recent session keeps its photo
+
+
+def test_keep_days_zero_keeps_everything(tmp_path: Path) -> None:
+    old, recent = used_and_aged(tmp_path, days=400)
+    with start_server(settings(tmp_path, keep_days=None)) as server:
+        listed = [session["session_id"] for session in admin_sessions(server)]
+    assert listed == [old, recent]
+    assert (tmp_path / "state" / "local-backend" / "renders" / "render_old.mp4").exists()
+
+
+def test_keep_days_comes_from_the_config(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[paths]\nstate = "{tmp_path}"\n[local]\nkeep_days = 0\n')
+    assert LocalSettings.from_config(load_config(config)).keep_days is None
+    config.write_text(f'[paths]\nstate = "{tmp_path}"\n[local]\nkeep_days = 2.5\n')
+    assert LocalSettings.from_config(load_config(config)).keep_days == 2.5
+    config.write_text(f'[paths]\nstate = "{tmp_path}"\n')
+    assert LocalSettings.from_config(load_config(config)).keep_days == 7
+
+
+def test_pruning_spares_a_session_with_a_message_running_or_a_render_at_work(tmp_path: Path) -> None:
+    store = Store(tmp_path / "local-backend")
+    then = time.time() - 30 * 86400
+    for sid in ("ses_busy", "ses_rendering", "ses_idle"):
+        store.save_session(SessionRecord(sid, f"task_{sid}", "Trip", "en", "me", then))
+        (store.upload_dir(sid) / "p1.jpg").write_bytes(b"jpeg")
+        os.utime(store.root / "sessions" / f"{sid}.json", (then, then))
+    store.save_render(RenderRecord("render_long", "ses_rendering", {}, {}, status="processing"))
+    store.renders["render_long"].updated_at = then  # a render stuck for a month is still not deleted
+
+    assert store.prune(time.time() - 7 * 86400, busy={"ses_busy"}) == (1, 0)
+    assert set(store.sessions) == {"ses_busy", "ses_rendering"} and set(store.renders) == {"render_long"}
+    assert not (store.root / "uploads" / "ses_idle").exists()
+    assert (store.root / "uploads" / "ses_busy" / "p1.jpg").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from dataclasses import dataclass
 
 from loguru import logger
@@ -14,6 +15,9 @@ from nemowatch.local.protocol import ApiError, is_loopback
 from nemowatch.local.runner import RenderRunner
 from nemowatch.local.settings import UNLIMITED_CREDITS, LocalSettings
 from nemowatch.local.store import SessionRecord, Store
+
+# How often sessions and renders past local.keep_days are looked for (also once at start-up).
+PRUNE_INTERVAL_S = 3600.0
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Backend:
         )
         self.runs: set[asyncio.Task[None]] = set()
         self.session_locks: dict[str, asyncio.Lock] = {}
+        self.pruner: asyncio.Task[None] | None = None
 
     # -- auth --------------------------------------------------------------------------------------
 
@@ -107,17 +112,47 @@ class Backend:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Resume the renders a previous run left unfinished."""
+        """Resume the renders a previous run left unfinished; prune old sessions now and hourly."""
         await self.runner.start()
         logger.info("local backend: state in {}", self.settings.root)
+        if self.settings.keep_days:
+            self.prune()  # before the first request: what a long stop left behind goes at once
+            self.pruner = asyncio.create_task(
+                self._prune_every(PRUNE_INTERVAL_S), name="local backend pruning"
+            )
 
     async def shutdown(self) -> None:
         """Stop running messages (unapplied ones are not charged) and renders (resumed next start)."""
+        if self.pruner is not None:
+            self.pruner.cancel()
+            await drain(self.pruner)
         for task in list(self.runs):
             task.cancel()
         for task in list(self.runs):
             await drain(task)
         await self.runner.close()
+
+    def prune(self) -> None:
+        """Drop the sessions and renders unused for ``keep_days`` (see ``Store.prune``)."""
+        if not self.settings.keep_days:
+            return
+        busy = {session_id for session_id, lock in self.session_locks.items() if lock.locked()}
+        sessions, renders = self.store.prune(time.time() - self.settings.keep_days * 86400, busy)
+        for session_id in set(self.session_locks) - set(self.store.sessions):
+            del self.session_locks[session_id]
+        if sessions or renders:
+            logger.info(
+                "local backend: removed {} session(s) and {} render(s) unused for {:g} days",
+                sessions,
+                renders,
+                self.settings.keep_days,
+            )
+
+    async def _prune_every(self, interval_s: float) -> None:
+        """``prune`` every ``interval_s`` seconds until cancelled at shutdown."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.prune()
 
 
 def backend_of(request: Request) -> Backend:

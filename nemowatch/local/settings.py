@@ -21,6 +21,7 @@ class LocalSettings:
     port: int = DEFAULT_PORT
     access_token: str | None = None
     credits: int | None = None  # None: unlimited
+    keep_days: float | None = 7.0  # None: keep sessions and renders forever
     token_ttl_s: float = 7 * 86400
     heartbeat_s: float = 5.0
     render_slots: int = 2  # renders at once; ffmpeg is multi-threaded, two saturate a small machine
@@ -39,6 +40,7 @@ class LocalSettings:
             port=port if port is not None else (cfg.local_port or DEFAULT_PORT),
             access_token=cfg.local_access_token or None,
             credits=None if cfg.local_credits < 0 else cfg.local_credits,
+            keep_days=cfg.local_keep_days or None,
         )
 
     @property

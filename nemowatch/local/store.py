@@ -11,6 +11,10 @@ Everything lives under ``<state>/local-backend``::
     credits.json             the credit balance and the budget it started from
     secret.key               the key that signs download links (survives restarts)
 
+Sessions and renders unused for ``local.keep_days`` are pruned with their files
+(``Store.prune``): the daemon has copied the inputs and the video to the outbox long
+before, and a months-long service would otherwise fill its disk.
+
 Every JSON file is written atomically (temp file, fsync, rename), so a crash
 leaves either the old or the new version, never half of one. The store is
 used from one event loop; render threads hand their updates back to it.
@@ -22,7 +26,9 @@ import contextlib
 import hashlib
 import json
 import secrets
+import shutil
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -228,3 +234,39 @@ class Store:
     def render_file(self, render_id: str) -> Path:
         """Where a finished render's MP4 lives."""
         return self.root / "renders" / f"{render_id}.mp4"
+
+    # -- retention -----------------------------------------------------------------------------------
+
+    def session_last_used(self, session_id: str) -> float:
+        """When a session last changed (its record is rewritten on every upload, message and render)."""
+        try:
+            return (self.root / "sessions" / f"{session_id}.json").stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def prune(self, cutoff: float, busy: Collection[str] = ()) -> tuple[int, int]:
+        """Forget finished renders and sessions last used before ``cutoff`` (epoch seconds), with
+        their files; returns (sessions, renders) removed.
+
+        A session stays while it is ``busy`` (a message running) or has a render left. Files go
+        before the record naming them: a crash midway leaves a record with some files gone, which
+        the next prune removes, never files that nothing points at.
+        """
+        renders = 0
+        for render in list(self.renders.values()):
+            if render.status in RENDER_ACTIVE or render.updated_at >= cutoff:
+                continue
+            self.render_file(render.id).unlink(missing_ok=True)
+            (self.root / "renders" / f"{render.id}.json").unlink(missing_ok=True)
+            del self.renders[render.id]
+            renders += 1
+        rendered = {render.session_id for render in self.renders.values()}
+        sessions = 0
+        for session_id in list(self.sessions):
+            if session_id in busy or session_id in rendered or self.session_last_used(session_id) >= cutoff:
+                continue
+            shutil.rmtree(self.root / "uploads" / session_id, ignore_errors=True)
+            (self.root / "sessions" / f"{session_id}.json").unlink(missing_ok=True)
+            del self.sessions[session_id]
+            sessions += 1
+        return sessions, renders
