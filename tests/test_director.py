@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from nemowatch.local.director import (
 )
 from nemowatch.local.intent import parse, prettify
 from nemowatch.local.media import MediaItem, probe
+from nemowatch.local.wording import say
 
 # ---------------------------------------------------------------- fixtures and checks
 
@@ -669,7 +671,13 @@ def test_edit_shape(promo: dict[str, Any], message: str, aspect: str) -> None:
         and (draft["m"]["width"], draft["m"]["height"]) == SIZES[(aspect, 1080)]
     )
     assert draft["d"] == 30000, "other settings stay"
-    assert f"Switched to {aspect}" in reply
+    width, height = SIZES[(aspect, 1080)]
+    said = (
+        f"已改为{aspect}（{width}x{height}）。"
+        if message == "改成竖屏"
+        else f"Switched to {aspect} ({width}x{height})."
+    )
+    assert reply.startswith(said), "the reply is in the message's language"
 
 
 def test_edit_music(promo: dict[str, Any]) -> None:
@@ -817,3 +825,35 @@ def test_preview_resolutions_give_small_quick_renders(text: str, size: tuple[int
     assert direction.draft is not None
     assert (direction.draft["m"]["width"], direction.draft["m"]["height"]) == size
     assert f"{min(size)}p" in direction.reply
+
+
+# -- replies in the message's language ---------------------------------------------------------------
+
+
+def test_a_chinese_prompt_gets_a_chinese_reply_naming_what_was_made() -> None:
+    made = direct("一分钟的竖屏视频，要背景音乐和字幕", MEDIA, None, title_hint="acme")
+    said, summary = made.reply.split("\n\n")
+    assert said.startswith("已制作一段60秒的9:16视频，素材为5张照片，包含")
+    assert "欢快风格的背景音乐" in said and "5条字幕" in said and "你的标志（作为水印和片尾卡）" in said
+    assert said.endswith("。") and "Made" not in said
+    assert summary.startswith("Timeline (")  # the summary keeps the API's English format
+
+
+def test_each_edit_replies_in_the_language_of_its_own_message() -> None:
+    made = direct("一分钟的竖屏视频，要背景音乐和字幕", MEDIA, None, title_hint="acme")
+    chinese = direct("改成15秒，去掉音乐", MEDIA, made.draft, title_hint="acme")
+    assert chinese.reply.split("\n\n")[0] == "时长改为15秒。已去掉音乐。"
+    english = direct("make it 20 seconds", MEDIA, made.draft, title_hint="acme")
+    assert english.reply.startswith("Changed the length to 20 seconds.")
+    confused = direct("你好", MEDIA, made.draft, title_hint="acme")
+    assert confused.draft is None and confused.reply.startswith(
+        "这条消息里没有找到要修改的地方。我可以修改时长"
+    )
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_every_example_in_the_help_is_a_change_the_director_understands(language: str) -> None:
+    examples = re.findall(r"“([^”]+)”", say(language, "help"))
+    assert len(examples) >= 12
+    for example in examples:
+        assert parse(example).asks_for_anything(), example

@@ -23,6 +23,7 @@ from nemowatch.api.draft import (
     tracks,
 )
 from nemowatch.api.formats import natural_key
+from nemowatch.local import wording as W
 from nemowatch.local.intent import Intent, parse, prettify, unquote_whole
 from nemowatch.local.media import MediaItem
 
@@ -61,17 +62,6 @@ SIZES = {
 HEIGHTS = frozenset(height for _, height in SIZES)
 MOTIONS = ("zoom_in", "zoom_out", "pan_left", "pan_right")
 MOOD_LABELS = {"upbeat": "Upbeat", "calm": "Calm", "lofi": "Lo-fi", "cinematic": "Cinematic"}
-TRANSITION_LABELS = {
-    "fade": "crossfade", "fadeblack": "fade-to-black", "slideleft": "slide", "wipeleft": "wipe",
-    "zoomin": "zoom", "dissolve": "dissolve",
-}  # fmt: skip
-GRADE_LABELS = {
-    "warm": "warm",
-    "bw": "black-and-white",
-    "vibrant": "vibrant",
-    "cinematic": "cinematic",
-    "cool": "cool",
-}
 # Card gradients: the grade wins over the music mood, since it is what the user asked to see.
 PALETTES = {
     "upbeat": [["#ff512f", "#dd2476"], ["#fc466b", "#3f5efb"], ["#f7971e", "#ff5858"]],
@@ -95,12 +85,6 @@ GENERIC_HINTS = {
     "test",
     "my video",
 }
-HELP = (
-    "I can change the length (“make it 15 seconds”, “shorter”), the shape (“switch to vertical”, “make it square”), "
-    "the music (“remove the music”, “make the music calmer”), the title (“change the title to 'Summer Sale'”), "
-    "the transitions (“use slide transitions”, “no transitions”), the look (“black and white”, “warm tones”), "
-    "captions (“add captions”, “remove the captions”) and the pace (“faster pace”)."
-)
 _LOGO_NAME = re.compile(
     r"^(?:logo|brand)|watermark|[\s_.-](?:logo|brand)(?:[\s_.-]|$)|水印|标志|商标", re.IGNORECASE
 )
@@ -163,7 +147,7 @@ class Plan:
             self.pace = default.pace
         if self.mood not in MOOD_LABELS:
             self.mood = default.mood
-        if self.grade not in GRADE_LABELS:
+        if self.grade not in W.GRADES[W.EN]:
             self.grade = None
         if self.transition is not None and not isinstance(self.transition, str):
             self.transition = default.transition
@@ -194,6 +178,7 @@ class _Shot:
 class _Built:
     draft: dict[str, Any]
     notes: list[str]
+    lang: str = W.EN  # the language of the reply and its notes (the message's)
     photos: int = 0
     clips: int = 0
     cards: int = 0
@@ -219,14 +204,9 @@ def _generate(intent: Intent, media: list[MediaItem], title_hint: str) -> Direct
     visuals = [m for m in media if m.kind in ("image", "video")]
     hint = prettify(title_hint) if title_hint.strip().lower() not in GENERIC_HINTS else ""
     if not visuals and not _has_content(intent, hint):
-        reply = (
-            "I didn't receive any photos or clips, and the message doesn't say what the video should be about. "
-            "Add photos or clips to the job, or describe the video (for example “A 20-second video about a new "
-            "running shoe, upbeat music, landscape format”)."
-        )
-        return Direction(draft=None, reply=reply, cost=0)
+        return Direction(draft=None, reply=W.say(intent.language, "nothing_to_make"), cost=0)
     plan = _plan_from_intent(intent, text_mode=not visuals, hint=hint)
-    built = _build(plan, media)
+    built = _build(plan, media, intent.language)
     reply = _generation_reply(plan, built)
     return Direction(draft=built.draft, reply=reply, cost=GENERATION_COST)
 
@@ -285,19 +265,20 @@ def _clamp_duration(ms: float) -> int:
 
 
 def _edit(intent: Intent, media: list[MediaItem], draft: dict[str, Any], title_hint: str) -> Direction:
+    lang = intent.language  # replies follow the message, the video keeps its own language
     if not intent.asks_for_anything():
         if intent.export:
-            return Direction(None, "Nothing to change: the video is ready to export.", 0)
-        return Direction(None, "I couldn't find a change to make in that message. " + HELP, 0)
+            return Direction(None, W.say(lang, "ready"), 0)
+        return Direction(None, W.say(lang, "no_change_found", help=W.say(lang, "help")), 0)
     old = _plan_of(draft, title_hint)
     new, notes = _apply(intent, copy.deepcopy(old), draft)
-    built = _build(new, media)
+    built = _build(new, media, lang)
     changes = _describe_changes(old, new, built, draft)
     if _same_timeline(built.draft, draft):
-        return Direction(None, "That is how the video already is, so nothing changed.", 0)
+        return Direction(None, W.say(lang, "unchanged"), 0)
     if not changes:
-        changes = ["Rebuilt the video from the current files."]
-    reply = " ".join(changes + notes + built.notes) + "\n\n" + timeline_summary(built.draft)
+        changes = [W.say(lang, "rebuilt")]
+    reply = _with_notes(changes + notes + built.notes, lang) + "\n\n" + timeline_summary(built.draft)
     return Direction(built.draft, reply, EDIT_COST)
 
 
@@ -340,7 +321,7 @@ def _apply(intent: Intent, plan: Plan, draft: dict[str, Any]) -> tuple[Plan, lis
         base = plan.volume if plan.volume is not None else _current_volume(draft)
         plan.volume = round(min(max(base + intent.volume_step, 0.05), 1.0), 2)
         if plan.music == "off":
-            notes.append("There is no music to change the volume of; say “add music” first.")
+            notes.append(W.say(intent.language, "no_music_volume"))
     if intent.clip_audio is not None:
         plan.clip_audio = intent.clip_audio
     if intent.captions is not None:
@@ -429,8 +410,9 @@ def find_logo(images: list[MediaItem], *, prompt_mentions_logo: bool = False) ->
     return None
 
 
-def _build(plan: Plan, media: list[MediaItem]) -> _Built:
-    """The whole draft from a plan and the media, with timing that obeys the draft contract."""
+def _build(plan: Plan, media: list[MediaItem], lang: str = W.EN) -> _Built:
+    """The whole draft from a plan and the media, with timing that obeys the draft contract;
+    notes on what could not be done as asked are in ``lang``."""
     ordered = sorted(media, key=_natural_key)
     images = [m for m in ordered if m.kind == "image"]
     logo = find_logo(images, prompt_mentions_logo=plan.logo_hint) if plan.logo else None
@@ -443,7 +425,7 @@ def _build(plan: Plan, media: list[MediaItem]) -> _Built:
     ]
     audio_files = [m for m in ordered if m.kind == "audio"]
     notes: list[str] = []
-    built = _Built(draft={}, notes=notes, logo=logo)
+    built = _Built(draft={}, notes=notes, logo=logo, lang=lang)
     transition_ms = TRANSITION_MS[plan.pace] if plan.transition else 0
 
     shots = _shots(plan, visuals, logo)
@@ -451,7 +433,7 @@ def _build(plan: Plan, media: list[MediaItem]) -> _Built:
     total = (
         plan.duration_ms if plan.duration_ms is not None else _default_duration(shots, visuals, transition_ms)
     )
-    shots, total = _fit_shot_count(plan, shots, visuals, total, transition_ms, notes)
+    shots, total = _fit_shot_count(plan, shots, visuals, total, transition_ms, built)
     transition_ms = _transition_for(shots, total, transition_ms)
     lengths = _allocate(shots, total, transition_ms)
 
@@ -570,7 +552,7 @@ def _floor_unit(ms: int) -> int:
 
 
 def _fit_shot_count(
-    plan: Plan, shots: list[_Shot], visuals: list[MediaItem], total: int, transition_ms: int, notes: list[str]
+    plan: Plan, shots: list[_Shot], visuals: list[MediaItem], total: int, transition_ms: int, built: _Built
 ) -> tuple[list[_Shot], int]:
     """Repeat the media when they cannot fill the length; drop some when the length cannot hold them.
 
@@ -583,8 +565,10 @@ def _fit_shot_count(
         keep = max(1, room - len(end))
         if keep < len(body) and visuals:
             kinds = {s.kind for s in body}
-            noun = "photos and clips" if len(kinds) > 1 else "clips" if kinds == {"video"} else "photos"
-            notes.append(f"Used the first {keep} of {len(body)} {noun} so each stays on screen long enough.")
+            noun = "media_both" if len(kinds) > 1 else "media_clips" if kinds == {"video"} else "media_photos"
+            built.notes.append(
+                W.say(built.lang, "first_of", keep=keep, total=len(body), noun=W.say(built.lang, noun))
+            )
         body = body[:keep]
         if len(body) + len(end) > room:
             end = []
@@ -612,7 +596,7 @@ def _fit_shot_count(
         body.append(copy.copy(cycle[len(body) % len(cycle)]))
     if capacity() < total:
         total = max(1_000, _floor_unit(capacity()))
-        notes.append(f"The clips only fill {_seconds_text(total)} seconds, so the video is that long.")
+        built.notes.append(W.say(built.lang, "clips_fill", seconds=_seconds_text(total)))
     return body + end, total
 
 
@@ -679,15 +663,11 @@ def _allocate(shots: list[_Shot], total: int, transition_ms: int) -> list[int]:
 
 def _video_track_name(built: _Built) -> str:
     if built.cards:
-        return _count(built.cards, "title card")
-    parts = [_count(built.clips, "clip")] if built.clips else []
+        return W.count(W.EN, built.cards, "title card")
+    parts = [W.count(W.EN, built.clips, "clip")] if built.clips else []
     if built.photos:
-        parts.append(_count(built.photos, "photo"))
+        parts.append(W.count(W.EN, built.photos, "photo"))
     return ", ".join(parts)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _audio_track(
@@ -801,10 +781,7 @@ def _captions(plan: Plan, items: list[MediaItem], built: _Built) -> dict[str, st
         if text:
             out[item.id] = text
     if not out:
-        built.notes.append(
-            "No captions: the file names are camera names and there was no description to take them from; "
-            "paste a sentence per photo after “captions:” to add them."
-        )
+        built.notes.append(W.say(built.lang, "no_captions"))
     return out
 
 
@@ -837,104 +814,106 @@ def _seconds_text(ms: int) -> str:
     return str(int(secs)) if secs == int(secs) else f"{secs:.1f}"
 
 
-def _join(parts: list[str]) -> str:
-    if len(parts) <= 1:
-        return "".join(parts)
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
 def _music_phrase(plan: Plan, built: _Built) -> str | None:
     audio = [t for t in tracks(built.draft) if t.get("tt") == TRACK_AUDIO]
     if not audio:
         return None
     if built.music_src is not None:
-        return f"your music “{display_name(built.music_src.name)}”"
-    label = MOOD_LABELS.get(plan.mood, plan.mood).lower()
-    article = "an" if label[:1] in "aeiou" else "a"
-    return f"{article} {label} music bed"
+        return W.say(built.lang, "your_music", name=display_name(built.music_src.name))
+    mood = W.label(W.MOODS, built.lang, plan.mood)
+    return W.say(built.lang, "music_bed", article="an" if mood[:1] in "aeiou" else "a", mood=mood)
 
 
 def _generation_reply(plan: Plan, built: _Built) -> str:
-    draft = built.draft
+    """What was made, in plain words and the message's language, then the timeline summary."""
+    draft, lang = built.draft, built.lang
     meta = draft["m"]
-    size = f"{_seconds_text(draft['d'])}-second {plan.aspect} video"
+    size = W.say(lang, "size", seconds=_seconds_text(draft["d"]), aspect=plan.aspect)
     if plan.height != 1080:
-        size += f" in {plan.height}p"
+        size += W.say(lang, "size_height", height=plan.height)
     if built.cards:
-        source = f"{_count(built.cards, 'animated title card')}"
+        source = W.count(lang, built.cards, "animated title card")
     else:
-        source = _join(
-            ([_count(built.clips, "clip")] if built.clips else [])
-            + ([_count(built.photos, "photo")] if built.photos else [])
+        source = W.join(
+            lang,
+            ([W.count(lang, built.clips, "clip")] if built.clips else [])
+            + ([W.count(lang, built.photos, "photo")] if built.photos else []),
         )
     features: list[str] = []
     if meta["transition"]:
-        features.append(f"{TRANSITION_LABELS.get(meta['transition'], meta['transition'])} transitions")
+        features.append(W.say(lang, "transitions", name=W.label(W.TRANSITIONS, lang, meta["transition"])))
     if built.photos:
-        features.append("gentle Ken Burns motion")
+        features.append(W.say(lang, "ken_burns"))
     music = _music_phrase(plan, built)
     if music:
         features.append(music)
     if built.keep_audio:
-        features.append("the clips' own sound" + (" under it" if music else ""))
+        features.append(W.say(lang, "clip_sound_under" if music else "clip_sound"))
     if plan.grade:
-        features.append(f"a {GRADE_LABELS[plan.grade]} look")
+        features.append(W.say(lang, "look", grade=W.label(W.GRADES, lang, plan.grade)))
     if plan.show_title and not built.cards:
-        features.append(f"the title “{plan.title}”")
+        features.append(W.say(lang, "title", title=plan.title))
     if built.captions:
-        features.append(_count(built.captions, "caption"))
+        features.append(W.count(lang, built.captions, "caption"))
     if built.logo is not None:
-        features.append("your logo as a watermark and end card")
+        features.append(W.say(lang, "logo"))
     elif plan.end_text and not built.cards:
-        features.append(f"an end card saying “{plan.end_text}”")
+        features.append(W.say(lang, "end_card", text=plan.end_text))
     if built.cards:
         card_texts = [s["m"]["text"] for t in tracks(draft) if t.get("tt") == TRACK_TEXT for s in segments(t)]
-        features.append("the lines " + _join([f"“{t}”" for t in card_texts]))
-    reply = f"Made a {size} from {source}" + (f" with {_join(features)}" if features else "") + "."
-    return " ".join([reply, *built.notes]) + "\n\n" + timeline_summary(draft)
+        quoted = [W.say(lang, "quoted", text=text) for text in card_texts]
+        features.append(W.say(lang, "card_lines", lines=W.join(lang, quoted)))
+    with_features = W.say(lang, "with", items=W.join(lang, features)) if features else ""
+    reply = W.say(lang, "made", size=size, source=source, features=with_features)
+    return _with_notes([reply, *built.notes], lang) + "\n\n" + timeline_summary(draft)
+
+
+def _with_notes(sentences: list[str], lang: str) -> str:
+    """Sentences as one paragraph (Chinese runs them together, English leaves a space)."""
+    return ("" if lang == W.ZH else " ").join(sentences)
 
 
 def _describe_changes(old: Plan, new: Plan, built: _Built, old_draft: dict[str, Any]) -> list[str]:
-    """One plain sentence per setting that changed."""
+    """One plain sentence per setting that changed, in the message's language."""
+    lang = built.lang
     out: list[str] = []
     new_d, old_d = built.draft["d"], int(duration_ms(old_draft))
     if new_d != old_d:
-        out.append(f"Changed the length to {_seconds_text(new_d)} seconds.")
+        out.append(W.say(lang, "length", seconds=_seconds_text(new_d)))
     if (new.aspect, new.height) != (old.aspect, old.height):
         width, height = SIZES[(new.aspect, new.height)]
-        out.append(f"Switched to {new.aspect} ({width}x{height}).")
+        out.append(W.say(lang, "shape", aspect=new.aspect, width=width, height=height))
     if new.transition != old.transition:
         if new.transition:
-            out.append(f"Switched to {TRANSITION_LABELS.get(new.transition, new.transition)} transitions.")
+            out.append(W.say(lang, "transitions_now", name=W.label(W.TRANSITIONS, lang, new.transition)))
         else:
-            out.append("Removed the transitions: the shots now cut straight to each other.")
+            out.append(W.say(lang, "transitions_off"))
     if new.grade != old.grade:
-        out.append(f"Applied a {GRADE_LABELS[new.grade]} look." if new.grade else "Removed the colour grade.")
+        grade = W.label(W.GRADES, lang, new.grade) if new.grade else ""
+        out.append(W.say(lang, "look_now", grade=grade) if new.grade else W.say(lang, "look_off"))
     music = _music_phrase(new, built)
     had_music = any(t.get("tt") == TRACK_AUDIO for t in tracks(old_draft))
     if not music and had_music:
-        out.append("Removed the music.")
+        out.append(W.say(lang, "music_off"))
     elif music and not had_music:
-        out.append(f"Added {music}.")
+        out.append(W.say(lang, "music_added", music=music))
     elif music and (new.mood != old.mood or new.music != old.music):
-        out.append(f"Changed the music to {music}.")
+        out.append(W.say(lang, "music_changed", music=music))
     if new.volume != old.volume and music:
-        out.append(f"Set the music volume to {round((new.volume or 0) * 100)}%.")
+        out.append(W.say(lang, "volume", percent=round((new.volume or 0) * 100)))
     if new.clip_audio != old.clip_audio:
-        out.append("Kept the clips' own sound." if new.clip_audio else "Muted the clips' own sound.")
+        out.append(W.say(lang, "clip_sound_on" if new.clip_audio else "clip_sound_off"))
     if (new.title, new.show_title) != (old.title, old.show_title):
-        out.append(f"Changed the title to “{new.title}”." if new.show_title else "Removed the title.")
+        out.append(W.say(lang, "title_now", title=new.title) if new.show_title else W.say(lang, "title_off"))
     if new.captions != old.captions or (new.captions and new.lines != old.lines):
         if new.captions and built.captions:
-            out.append(f"Added {_count(built.captions, 'caption')}.")
+            out.append(W.say(lang, "captions_added", captions=W.count(lang, built.captions, "caption")))
         elif not new.captions:
-            out.append("Removed the captions.")
+            out.append(W.say(lang, "captions_off"))
     if new.end_text != old.end_text and new.end_text:
-        out.append(f"Changed the end card to “{new.end_text}”.")
+        out.append(W.say(lang, "end_card_now", text=new.end_text))
     if new.pace != old.pace:
-        out.append(
-            f"Made the pace {'faster' if new.pace == 'fast' else 'slower' if new.pace == 'slow' else 'normal'}."
-        )
+        out.append(W.say(lang, {"fast": "pace_fast", "slow": "pace_slow"}.get(new.pace, "pace_normal")))
     if new.logo != old.logo:
-        out.append("Removed the logo and end card.")
+        out.append(W.say(lang, "logo_off"))
     return out
