@@ -276,10 +276,10 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
-        key = _BY_DOTTED.get(dotted)
-        if key is None:
+        named = _BY_DOTTED.get(dotted)
+        if named is None:
             raise ValueError(f"unknown config key {dotted}")
-        values[dotted] = _coerce(key, str(value) if isinstance(value, Path) else value, "command line")
+        values[dotted] = _coerce(named, str(value) if isinstance(value, Path) else value, "command line")
     kwargs = {_field_name(key): values[key.dotted] for key in SCHEMA}
     # Attribution defaults follow the installed package, so they are filled here, not written to files.
     kwargs["skill_version"] = kwargs["skill_version"] or __version__

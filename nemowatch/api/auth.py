@@ -122,7 +122,7 @@ def _read_secret_file(path: Path, what: str) -> str | None:
 
 def user_token(settings: ClientSettings) -> Token | None:
     """The first user-supplied token: NEMO_TOKEN, the systemd credential, then api.token_file."""
-    value = (settings.user_token or "").strip()
+    value: str | None = (settings.user_token or "").strip()
     if value:
         register_secret(value)
         return Token(value, TokenInfo(SOURCE_ENV, None, anonymous=False))

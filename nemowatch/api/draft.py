@@ -81,9 +81,15 @@ def is_ready_for_export(draft: Draft | None) -> bool:
     return any(segments(track) for track in tracks(draft))
 
 
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("m")
-    return meta if isinstance(meta, dict) else {}
+def json_object(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    """``obj[key]`` when it is a JSON object, else an empty one: drafts and answers come from outside."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def meta_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """A draft's, track's or segment's ``m`` (its metadata), or an empty one."""
+    return json_object(obj, "m")
 
 
 def _ms(value: Any) -> float:
@@ -116,7 +122,7 @@ def duration_ms(draft: Draft | None) -> float:
 
 def _label(track: dict[str, Any]) -> str:
     tt = track.get("tt")
-    role = _meta(track).get("role")
+    role = meta_of(track).get("role")
     if tt == TRACK_VIDEO:
         return "Video"
     if tt == TRACK_AUDIO:
@@ -127,11 +133,11 @@ def _label(track: dict[str, Any]) -> str:
 
 
 def _describe(track: dict[str, Any]) -> str:
-    meta = _meta(track)
+    meta = meta_of(track)
     start, end = track_span_ms(track)
     span = f"{_seconds(start)}-{_seconds(end)}s"
     if track.get("tt") == TRACK_TEXT:
-        texts = [str(_meta(seg).get("text", "")).strip() for seg in segments(track)]
+        texts = [str(meta_of(seg).get("text", "")).strip() for seg in segments(track)]
         texts = [text for text in texts if text]
         name = f'"{texts[0]}"' if len(texts) == 1 else (f"{len(texts)} lines" if texts else "")
     else:

@@ -287,7 +287,8 @@ class StreamAssembler:
         if key in self._calls:
             return []
         self._calls.add(key)
-        args = call.get("args") if isinstance(call.get("args"), dict) else {}
+        found = call.get("args")
+        args: dict[str, Any] = found if isinstance(found, dict) else {}
         return [ToolCall(str(call.get("id") or ""), str(call.get("name") or ""), args)]
 
     def _result(self, result: dict[str, Any]) -> list[Event]:

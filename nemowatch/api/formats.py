@@ -39,12 +39,13 @@ def media_kind(name: str | PurePath) -> str | None:
     return None
 
 
-def natural_key(relpath: str) -> tuple[tuple[tuple[int, int | str], ...], str]:
+def natural_key(relpath: str) -> tuple[tuple[tuple[tuple[int, int | str], ...], ...], str]:
     """Sort key for natural name order (the inbox's and the local director's) per path component: ``2.jpg`` before ``10.jpg``, case-insensitive."""
-    parts = []
+    parts: list[tuple[tuple[int, int | str], ...]] = []
     for component in relpath.split("/"):
         chunks = _DIGITS.split(component.casefold())
         # Tag each chunk so a number never gets compared with text.
-        parts.append(tuple((1, int(c)) if i % 2 else (0, c) for i, c in enumerate(chunks)))
+        tagged: list[tuple[int, int | str]] = [(1, int(c)) if i % 2 else (0, c) for i, c in enumerate(chunks)]
+        parts.append(tuple(tagged))
     # The raw path breaks ties ("01" vs "1") so the order is total and stable.
     return tuple(parts), relpath

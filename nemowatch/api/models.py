@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nemowatch.api.draft import json_object
+
 RENDER_PENDING = "pending"
 RENDER_PROCESSING = "processing"
 RENDER_COMPLETED = "completed"
@@ -51,7 +53,7 @@ class SessionState:
     @classmethod
     def from_data(cls, data: Any) -> SessionState:
         data = data if isinstance(data, dict) else {}
-        state = data.get("state") if isinstance(data.get("state"), dict) else {}
+        state = json_object(data, "state")
         draft = state.get("draft")
         return cls(
             draft=draft if isinstance(draft, dict) else None,
@@ -122,7 +124,7 @@ class RenderStatus:
         status = _STATUS_ALIASES.get(raw, raw)
         if status not in (RENDER_PENDING, RENDER_PROCESSING, RENDER_COMPLETED, RENDER_FAILED):
             status = RENDER_PROCESSING
-        output = data.get("output") if isinstance(data.get("output"), dict) else {}
+        output = json_object(data, "output")
         url = output.get("url") or data.get("url")
         error = data.get("error") or data.get("message") or output.get("error")
         if isinstance(error, dict):

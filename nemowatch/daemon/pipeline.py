@@ -17,6 +17,7 @@ restarted daemon picks each job up where it stood. Two promises rest on that:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import traceback
@@ -435,7 +436,7 @@ class _JobRun:
             # Write-ahead: a crash mid-upload leaves {done: false}, and the file is sent again.
             self.put(key, {"done": False})
             await self.retrying(
-                f"uploading {rel}", lambda p=path: self.client.upload_file(self.session_id, p)
+                f"uploading {rel}", functools.partial(self.client.upload_file, self.session_id, path)
             )
             self.put(key, {"done": True, "bytes": path.stat().st_size}, durable=False)
             self.log.info("uploaded {} ({}/{})", rel, number, len(media))
@@ -682,7 +683,9 @@ class _JobRun:
         final = self.p.outbox.place_video(self.job.outbox_dir, temp, name)
         # The box reader takes well under a millisecond: run it here rather than pay a thread hop;
         # only a file it cannot read goes to ffmpeg, in a thread.
-        facts = read_video_facts(final) or await asyncio.to_thread(measure_video, final)
+        facts = read_video_facts(final)
+        if facts is None:
+            facts = await asyncio.to_thread(measure_video, final)
         self.put(
             f"download:{index}",
             {

@@ -529,11 +529,9 @@ class Daemon:
 def _prepare(cfg: Config) -> None:
     """Refuse a layout that would feed the daemon its own output, then create the folders."""
     try:
-        problem = check_layout(cfg.inbox, cfg.outbox, cfg.state)
+        check_layout(cfg.inbox, cfg.outbox, cfg.state)
     except UserError as exc:
         raise ConfigError(str(exc)) from None
-    if problem:
-        raise ConfigError(str(problem))
     for folder in (cfg.inbox, cfg.outbox, cfg.state / "work"):
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from nemowatch.api.draft import (
     TRACK_TEXT,
     TRACK_VIDEO,
     duration_ms,
+    meta_of,
     segments,
     timeline_summary,
     tracks,
@@ -352,7 +353,7 @@ def _current_volume(draft: dict[str, Any]) -> float:
 
 def _plan_of(draft: dict[str, Any], title_hint: str) -> Plan:
     """The stored plan, or one read back from the documented draft keys (a draft made elsewhere)."""
-    meta = draft.get("m") if isinstance(draft.get("m"), dict) else {}
+    meta = meta_of(draft)
     if isinstance(meta.get("plan"), dict):
         return Plan.from_dict(meta["plan"])
     plan = Plan(duration_ms=int(duration_ms(draft)) or None)

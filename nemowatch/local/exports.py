@@ -14,7 +14,7 @@ from loguru import logger
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from nemowatch.api.draft import is_ready_for_export
+from nemowatch.api.draft import is_ready_for_export, json_object
 from nemowatch.local.backend import Backend, backend_of
 from nemowatch.local.protocol import ApiError, json_body, ok
 from nemowatch.local.store import RenderRecord
@@ -88,7 +88,7 @@ async def submit_render(request: Request) -> Response:
     rec = backend.session(str(session_id or ""))
     if not isinstance(draft, dict) or not is_ready_for_export(draft):
         raise ApiError(None, 422, "the draft has no track with segments; ask for a video first")
-    output = body.get("output") if isinstance(body.get("output"), dict) else {}
+    output = json_object(body, "output")
     now = time.time()
     render = RenderRecord(
         id=render_id, session_id=rec.session_id, draft=draft, output=output, created_at=now, updated_at=now

@@ -98,8 +98,8 @@ def _has_real_alpha(img: Image.Image) -> bool:
         alpha = img.convert("RGBA").getchannel("A")  # a colour key marks see-through pixels
     else:
         return False
-    low, _high = alpha.getextrema()
-    return low < 255
+    low = alpha.getextrema()[0]  # one band: (lowest, highest)
+    return isinstance(low, int | float) and low < 255
 
 
 def _probe_av(path: Path, media_id: str, name: str, kind: str) -> MediaItem:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
@@ -127,7 +128,7 @@ async def start_message(backend: Backend, rec: SessionRecord, text: str, lock: a
 
     async def carry_out() -> None:
         try:
-            steps = [
+            steps: list[tuple[str, dict[str, Any], Callable[[], Awaitable[Outcome]]]] = [
                 ("analyze_media", {"files": len(media)}, analyze),
                 ("build_timeline", {"request": text[:500]}, build),
             ]

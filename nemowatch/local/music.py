@@ -77,7 +77,10 @@ def _envelope(n: int, sr: int, attack_s: float, release_s: float) -> np.ndarray:
 def _wavetable(harmonics: int, rolloff: float, size: int = 4096) -> np.ndarray:
     """One period of a band-limited additive wave: harmonic k at rolloff**(k-1)/k (plus a wrap sample)."""
     x = np.arange(size + 1) / size
-    return sum((rolloff ** (k - 1) / k) * np.sin(2 * np.pi * k * x) for k in range(1, harmonics + 1))
+    wave = np.zeros(size + 1)
+    for k in range(1, harmonics + 1):
+        wave += (rolloff ** (k - 1) / k) * np.sin(2 * np.pi * k * x)
+    return wave
 
 
 @lru_cache(maxsize=256)

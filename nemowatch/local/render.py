@@ -27,7 +27,7 @@ from typing import Any
 
 from PIL import Image
 
-from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, segments, tracks
+from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, meta_of, segments, tracks
 from nemowatch.ffmpeg import MIN_MAJOR, ffmpeg_exe, header_duration, read_header
 from nemowatch.local import graph as g
 from nemowatch.local.music import write_music_bed
@@ -86,11 +86,6 @@ class Job:
     stills: Stills | None = None  # the photos' pipe input, when the draft has photos
 
 
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("m")
-    return meta if isinstance(meta, dict) else {}
-
-
 def _num(value: Any, default: float) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
@@ -103,12 +98,12 @@ def _even(value: Any, default: int) -> int:
 
 def plan_legs(draft: dict[str, Any], total: int) -> list[Leg]:
     """The video segments in time order, as frame counts, starts and transition overlaps."""
-    default_transition = _meta(draft).get("transition")
+    default_transition = meta_of(draft).get("transition")
     raw = [seg for track in tracks(draft) if track.get("tt") == TRACK_VIDEO for seg in segments(track)]
     raw.sort(key=lambda seg: _num(seg.get("st"), 0.0))
     legs: list[Leg] = []
     for seg in raw:
-        meta = _meta(seg)
+        meta = meta_of(seg)
         n = g.frames(_num(seg.get("d"), 0.0))
         if n < 1:
             continue
@@ -118,7 +113,7 @@ def plan_legs(draft: dict[str, Any], total: int) -> list[Leg]:
             prev = legs[-1]
             overlap = max(0, min(prev.start + prev.n - start, prev.n - 1, n - 1))
         transition = meta.get("transition") or default_transition or "fade"
-        kind = meta.get("kind") if meta.get("kind") in ("image", "video", "card") else "card"
+        kind = str(meta.get("kind")) if meta.get("kind") in ("image", "video", "card") else "card"
         if kind != "card" and not meta.get("src"):
             kind = "card"
         legs.append(Leg(kind, n, start, overlap, str(transition), meta))
@@ -152,15 +147,16 @@ def _load_photo(path: Path, name: str, size: tuple[int, int], detail: tuple[int,
     than a frame's worth of pixels, and a 12 MP photo decodes in half the time at 1/2 scale.
     """
     try:
-        with Image.open(path) as image:  # leaving closes the file only; the loaded pixels stay
-            orientation = image.getexif().get(0x0112, 1)
+        with Image.open(path) as opened:  # leaving closes the file only; the loaded pixels stay
+            orientation = opened.getexif().get(0x0112, 1)
             tw, th = size
             dw, dh = detail
             if orientation in (5, 6, 7, 8):  # stored sideways: cover the target turned the same way
                 tw, th, dw, dh = th, tw, dh, dw
-            scale = max(dw / image.width, dh / image.height)
-            image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-            image.load()
+            scale = max(dw / opened.width, dh / opened.height)
+            opened.draft("RGB", (math.ceil(opened.width * scale), math.ceil(opened.height * scale)))
+            opened.load()
+        image: Image.Image = opened
         if image.mode not in ("RGB", "L"):
             image = image.convert("RGBA")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -317,7 +313,7 @@ class Stills:
 
 def _render_logo(job: Job, draft: dict[str, Any]) -> tuple[Placed | None, Placed | None]:
     """The corner watermark and the big end-card logo, when the draft has a logo."""
-    logo_meta = _meta(draft).get("logo")
+    logo_meta = meta_of(draft).get("logo")
     if not (isinstance(logo_meta, dict) and logo_meta.get("src")):
         return None, None
     name, logo_path = _media_file(job, logo_meta)
@@ -376,7 +372,7 @@ def _start_probes(job: Job, draft: dict[str, Any], pool: ThreadPoolExecutor) -> 
         if track.get("tt") not in (TRACK_VIDEO, TRACK_AUDIO):
             continue
         for seg in segments(track):
-            meta = _meta(seg)
+            meta = meta_of(seg)
             if not meta.get("src") or (track.get("tt") == TRACK_VIDEO and meta.get("kind") != "video"):
                 continue
             try:
@@ -584,9 +580,9 @@ def _texts(
     for track in tracks(draft):
         if track.get("tt") != TRACK_TEXT:
             continue
-        role = str(_meta(track).get("role") or "title")
+        role = str(meta_of(track).get("role") or "title")
         for seg in segments(track):
-            meta = _meta(seg)
+            meta = meta_of(seg)
             text = str(meta.get("text") or "").strip()
             start = g.frames(_num(seg.get("st"), 0.0))
             end = min(job.total, start + g.frames(_num(seg.get("d"), 0.0)))
@@ -609,9 +605,9 @@ def _music(job: Job, draft: dict[str, Any]) -> list[str]:
     for track in tracks(draft):
         if track.get("tt") != TRACK_AUDIO:
             continue
-        volume = min(2.0, max(0.0, _num(_meta(track).get("volume"), 0.8)))
+        volume = min(2.0, max(0.0, _num(meta_of(track).get("volume"), 0.8)))
         for index, seg in enumerate(segments(track)):
-            meta = _meta(seg)
+            meta = meta_of(seg)
             start = g.frames(_num(seg.get("st"), 0.0))
             n = min(job.total - start, g.frames(_num(seg.get("d"), job.total * 1000 / g.FPS)))
             if n < 1:
@@ -711,7 +707,7 @@ def build_command(draft: dict[str, Any], job: Job, out: Path) -> list[str]:
         watermark, logo_big = logo_job.result()
         texts = texts_job.result()
     base = _join(job, legs, _video_legs(job, legs, _photo_sources(job, legs), logo_big))
-    grade = g.GRADES.get(str(_meta(draft).get("grade")))
+    grade = g.GRADES.get(str(meta_of(draft).get("grade")))
     if grade:
         base = job.graph.chain([base], [grade])
     if watermark is not None:
@@ -863,7 +859,7 @@ def render_video(
     ``resolve`` maps a media id from the draft to its file. The file at ``out`` appears only
     when the render succeeded (it is written aside and renamed).
     """
-    meta = _meta(draft) if isinstance(draft, dict) else {}
+    meta = meta_of(draft) if isinstance(draft, dict) else {}
     total = g.frames(duration_ms(draft))
     if total < 1:
         raise RenderError("The draft is empty (zero length); describe the video again.")
