@@ -99,8 +99,10 @@ def _credits_line(credits: dict[str, Any] | None, backend: str) -> str:
         return "credits:  unknown (not checked yet)"
     available = credits["available"]
     if unlimited_credits(available, backend):
-        return f"credits:  unlimited (local backend), checked {credits.get('checked_at')}"
-    return f"credits:  {available:,} available ({credits.get('frozen', 0):,} reserved), checked {credits.get('checked_at')}"
+        balance = "unlimited (local backend)"
+    else:
+        balance = f"{available:,} available ({credits.get('frozen', 0):,} reserved)"
+    return f"credits:  {balance}, checked {credits.get('checked_at')}"
 
 
 def _token_line(token: dict[str, Any] | None) -> str:

@@ -890,8 +890,10 @@ def _describe_changes(old: Plan, new: Plan, built: _Built, old_draft: dict[str, 
         else:
             out.append(W.say(lang, "transitions_off"))
     if new.grade != old.grade:
-        grade = W.label(W.GRADES, lang, new.grade) if new.grade else ""
-        out.append(W.say(lang, "look_now", grade=grade) if new.grade else W.say(lang, "look_off"))
+        if new.grade:
+            out.append(W.say(lang, "look_now", grade=W.label(W.GRADES, lang, new.grade)))
+        else:
+            out.append(W.say(lang, "look_off"))
     music = _music_phrase(new, built)
     had_music = any(t.get("tt") == TRACK_AUDIO for t in tracks(old_draft))
     if not music and had_music:
