@@ -102,6 +102,31 @@ SCHEMA: tuple[Key, ...] = (
     Key(
         "jobs", "min_credits", int, 100, "below this, new jobs wait for credits instead of failing", minimum=0
     ),
+    Key(
+        "jobs",
+        "patience_h",
+        float,
+        24,
+        "how long a job waits out a passing fault (an unreachable backend, a full or read-only outbox)"
+        " before it fails",
+        minimum=0,
+    ),
+    Key(
+        "jobs",
+        "retry_every_s",
+        float,
+        60,
+        "how often a waiting job's fault is tried again (after an hour of it, backing off to 5 minutes)",
+        minimum=0.1,
+    ),
+    Key(
+        "jobs",
+        "once_patience_min",
+        float,
+        10,
+        "`nemowatch once`: how long it waits out a passing fault before it exits 1, the job kept",
+        minimum=0,
+    ),
     Key("local", "host", str, "127.0.0.1", "where the local backend listens"),
     Key("local", "port", int, 0, "0: any free port, when the daemon starts it in-process", minimum=0),
     Key("local", "access_token", str, "", "required when host is not a loopback address"),
@@ -145,6 +170,9 @@ class Config:
     rescan_s: float
     max_concurrent: int
     min_credits: int
+    patience_h: float
+    retry_every_s: float
+    once_patience_min: float
     local_host: str
     local_port: int
     local_access_token: str = field(repr=False)

@@ -9,6 +9,7 @@ whatever code logged it. Tokens are masked by shape (``nmv_usr_…``,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -126,15 +127,89 @@ def setup_logging(
     if state_dir is not None:
         log_dir = state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        add_sink(
-            log_dir / "nemowatch.log",
-            FILE_FORMAT,
-            level="DEBUG",
-            rotation="10 MB",
-            retention=5,
-            encoding="utf-8",
-            enqueue=False,
-        )
+        add_sink(RotatingFile(log_dir / "nemowatch.log", report=stream).write, FILE_FORMAT, level="DEBUG")
+
+
+class Outage:
+    """Says a failure once when it starts and once when it ends, never once per failed attempt."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.active = False
+
+    def failed(self, text: str) -> None:
+        if not self.active:
+            self.active = True
+            self.say(text)
+
+    def recovered(self, text: str) -> None:
+        if self.active:
+            self.active = False
+            self.say(text)
+
+
+class RotatingFile:
+    """The daemon's own log file, rotated by size (``NAME.1`` … ``NAME.<backups>``).
+
+    A write that fails (a full disk, a read-only remount) is said once on ``report`` — the console,
+    which is the journal under systemd — not once per line as a failing loguru file sink would;
+    the file is tried again at every line and the recovery is said too. Nothing here may log
+    through loguru: it runs inside a sink.
+    """
+
+    def __init__(
+        self, path: Path, *, max_bytes: int = 10_000_000, backups: int = 5, report: TextIO | None = None
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._report = report or sys.stderr
+        self._handle: TextIO | None = None
+        self._size = 0
+        self._outage = Outage(self._say)
+        self._lock = threading.Lock()
+
+    def write(self, message: str) -> None:
+        with self._lock:
+            try:
+                if self._handle is None:
+                    self._handle = self.path.open("a", encoding="utf-8")
+                    self._size = self._handle.tell()
+                if self._size and self._size + len(message) > self.max_bytes:
+                    self._rotate()
+                assert self._handle is not None
+                self._handle.write(message)
+                self._handle.flush()
+                self._size += len(message)
+            except OSError as exc:
+                self._close()
+                self._outage.failed(
+                    f"nemowatch: cannot write the daemon log {self.path} ({exc.strerror or exc});"
+                    " its lines go to the console only until it can"
+                )
+                return
+            self._outage.recovered(f"nemowatch: writing the daemon log {self.path} again")
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._report.write(text + "\n")
+            self._report.flush()
+
+    def _rotate(self) -> None:
+        self._close()
+        for number in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{number}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{number + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._handle = self.path.open("a", encoding="utf-8")
+        self._size = 0
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
 
 
 def add_job_sink(job_id: str, path: Path) -> int:

@@ -14,6 +14,9 @@ class JobState(StrEnum):
     RENDERING = "rendering"
     DOWNLOADING = "downloading"
     WAITING_CREDITS = "waiting_credits"
+    # Passing faults: the job waits and resumes by itself (see daemon/service.py).
+    WAITING_BACKEND = "waiting_backend"
+    WAITING_OUTBOX = "waiting_outbox"
     DONE = "done"
     FAILED = "failed"
 
@@ -22,6 +25,18 @@ class JobState(StrEnum):
         return self in (JobState.DONE, JobState.FAILED)
 
     @property
+    def is_waiting(self) -> bool:
+        """Waiting for something outside the job (credits, the backend, the outbox's disk)."""
+        return self in (JobState.WAITING_CREDITS, JobState.WAITING_BACKEND, JobState.WAITING_OUTBOX)
+
+    @property
     def human(self) -> str:
         """The words STATUS.txt starts with."""
-        return "waiting for credits" if self is JobState.WAITING_CREDITS else self.value
+        return _HUMAN.get(self, self.value)
+
+
+_HUMAN = {
+    JobState.WAITING_CREDITS: "waiting for credits",
+    JobState.WAITING_BACKEND: "waiting for the backend",
+    JobState.WAITING_OUTBOX: "waiting for the outbox",
+}

@@ -6,6 +6,7 @@ Renders are kept tiny (720x720, 3 s) by asking the local director for them in th
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from loguru import logger
 from PIL import Image
 
 from nemowatch.api.client import NemoClient
+from nemowatch.api.errors import TokenRejected
 from nemowatch.api.settings import ClientSettings
 from nemowatch.daemon.journal import JobRecord, Journal
 from nemowatch.daemon.outbox import Outbox
@@ -616,6 +618,124 @@ async def test_an_upload_hit_by_a_server_error_is_retried_as_a_step(cloud_rig: t
     job = rig.job("flaky-upload", "Make a video", photos=("a.jpg",))
     assert await rig.pipeline().run(job.id) is JobState.DONE
     assert cloud.upload.call_count == 2
+
+
+# -- one error table for both forms: codes inside the SSE stream ------------------------------------
+
+
+def stream_error(code: str, message: str) -> httpx.Response:
+    """HTTP 200 and a stream whose run reports ``code`` (the in-stream form of an envelope error)."""
+    frame = json.dumps({"errorCode": code, "errorMessage": message}).encode()
+    return stream(b"data: " + frame + b"\n\n")
+
+
+async def test_an_in_stream_credits_refusal_waits_for_credits_and_the_rerun_sends_the_message(
+    cloud_rig: tuple[Rig, Cloud],
+) -> None:
+    rig, cloud = cloud_rig
+    cloud.replies = [stream_error("2001", "Insufficient credits for this request")]
+    job = rig.job("poor-stream", "Make a video", photos=())
+    # Waiting for credits at once: no five minutes of "no change yet" reads, no "unconfirmed" failure.
+    assert await rig.pipeline().run(job.id) is JobState.WAITING_CREDITS
+    assert rig.status(rig.journal.get(job.id)).startswith("waiting for credits — ")
+    assert rig.journal.step(job.id, "message:0:sending") is None  # refused: safe to send after the top-up
+    assert await rig.pipeline().run(job.id) is JobState.DONE
+    assert [text for _, text in cloud.sent] == ["Make a video", "Make a video"]
+
+
+async def test_an_in_stream_lost_session_is_replayed_like_the_http_form(cloud_rig: tuple[Rig, Cloud]) -> None:
+    rig, cloud = cloud_rig
+    cloud.replies = [stream_error("1002", "Session not found")]
+    job = rig.job("lost-stream", "Make a video", photos=("a.jpg",))
+    assert await rig.pipeline().run(job.id) is JobState.DONE
+    assert cloud.sent == [("sess-1", "Make a video"), ("sess-2", "Make a video")]
+    assert cloud.upload.call_count == 2  # the new session got the file again
+    assert rig.result(job)["session_id"] == "sess-2"
+
+
+async def test_an_in_stream_rate_limit_is_waited_out_and_sent_once_more(cloud_rig: tuple[Rig, Cloud]) -> None:
+    rig, cloud = cloud_rig
+    cloud.replies = [stream_error("429", "Too many requests")]
+    job = rig.job("busy-stream", "Make a video", photos=())
+    assert await rig.pipeline().run(job.id) is JobState.DONE
+    assert cloud.run_sse.call_count == 2
+
+
+async def test_an_in_stream_token_error_with_a_users_token_pauses_instead_of_failing(
+    cloud_rig: tuple[Rig, Cloud],
+) -> None:
+    rig, cloud = cloud_rig
+    cloud.replies = [stream_error("1001", "Token expired")]
+    job = rig.job("token-stream", "Make a video", photos=())
+    with pytest.raises(TokenRejected):
+        await rig.pipeline().run(job.id)
+    assert not (rig.journal.get(job.id).outbox_dir / "FAILED.txt").exists()
+
+
+async def test_an_unknown_in_stream_error_is_checked_against_the_session_never_resent(
+    cloud_rig: tuple[Rig, Cloud],
+) -> None:
+    rig, cloud = cloud_rig
+    unknown = stream_error("5103", "the title stage failed")
+    cloud.replies = [unknown]
+    job = rig.job("odd-stream", "Make a video", photos=())
+    assert await rig.pipeline().run(job.id) is JobState.FAILED  # the draft never changed
+    assert cloud.run_sse.call_count == 1
+    failed = (rig.journal.get(job.id).outbox_dir / "FAILED.txt").read_text(encoding="utf-8")
+    assert "did not confirm message 1 (it reported: the title stage failed (5103))" in failed
+
+
+# -- passing faults: a backend that does not answer -------------------------------------------------
+
+
+def restart_server(rig: Rig, tmp_path: Path, port: int) -> RunningServer:
+    """The same local backend (same state folder) back on the same port, after an outage."""
+    rig.server = start_server(LocalSettings(state_dir=tmp_path / "backend", port=port, heartbeat_s=0.5))
+    return rig.server
+
+
+async def test_an_unreachable_backend_makes_the_job_wait_and_it_finishes_once_it_answers(
+    tmp_path: Path, server: RunningServer
+) -> None:
+    port = httpx.URL(server.url).port
+    assert port is not None
+    async with NemoClient(client_settings(tmp_path, server.url)) as client:
+        rig = Rig(tmp_path, client, server)
+        job = rig.job("outage", SMALL)
+        server.stop()  # the port now refuses connections, as during a network outage
+        assert await rig.pipeline().run(job.id) is JobState.WAITING_BACKEND
+        waiting = rig.journal.get(job.id)
+        assert waiting.state is JobState.WAITING_BACKEND
+        assert re.fullmatch(r"waiting for the backend — unreachable since \d\d:\d\d", rig.status(waiting))
+        assert not (job.outbox_dir / "FAILED.txt").exists()
+        assert rig.journal.step(job.id, "waiting") is not None  # the patience clock started
+        restarted = restart_server(rig, tmp_path, port)
+        try:
+            assert await rig.pipeline().run(job.id) is JobState.DONE
+            assert rig.journal.step(job.id, "waiting") is None  # progress reset it
+        finally:
+            restarted.stop()
+            rig.journal.close()
+        assert decodes(job.outbox_dir / "outage.mp4")
+
+
+async def test_a_backend_away_longer_than_the_patience_fails_the_job_with_true_hints(
+    tmp_path: Path, server: RunningServer
+) -> None:
+    async with NemoClient(client_settings(tmp_path, server.url)) as client:
+        rig = Rig(tmp_path, client, server)
+        job = rig.job("gone", SMALL)
+        server.stop()
+        try:
+            assert await rig.pipeline(patience_s=0).run(job.id) is JobState.FAILED
+        finally:
+            rig.journal.close()
+    failed = (job.outbox_dir / "FAILED.txt").read_text(encoding="utf-8")
+    assert "the backend did not answer from " in failed
+    assert "--backend local" in failed and "`nemowatch retry gone`" in failed
+    # Nothing is wrong with the files: FAILED.txt must not send the user to fix them.
+    assert "fix the files" not in failed
+    assert sorted(p.name for p in (job.outbox_dir / "inputs").iterdir()) == ["10.jpg", "2.jpg", "prompt.txt"]
 
 
 # -- open_backend -----------------------------------------------------------------------------------

@@ -383,5 +383,5 @@ def unreachable(base_url: str, exc: Exception) -> BackendUnreachable:
         reason += f": {str(exc)[:120]}"
     return BackendUnreachable(
         f"cannot reach the NemoVideo backend at {host} ({reason})",
-        "check the network connection and api.base_url; nemowatch retries on its own later",
+        "check the network connection and api.base_url (or NEMO_API_URL)",
     )

@@ -43,6 +43,7 @@ from nemowatch.api.errors import (
     UnsupportedFile,
     error_for,
     parse_envelope,
+    stream_error,
 )
 from nemowatch.api.events import Event, MessageResult, SSEDecoder, StreamAssembler
 from nemowatch.api.formats import ACCEPTED_LIST, MAX_UPLOAD_BYTES, media_kind
@@ -382,7 +383,17 @@ class NemoClient:
                                 self._ctx("sending the message", token, session_scoped=True),
                             )
                         return MessageResult("", True, None, 0, 0)
-                    return await self._read_stream(response, on_event, started)
+                    result = await self._read_stream(response, on_event, started)
+                    # One error table for both forms: a refusal reported inside the stream is raised
+                    # like the same code in an envelope (1001 is renewed and sent again by _attempts).
+                    refused = stream_error(
+                        result.error_code,
+                        result.error or "",
+                        self._ctx("sending the message", token, session_scoped=True),
+                    )
+                    if refused is not None:
+                        raise refused
+                    return result
             except httpx.TransportError as exc:
                 if never_sent(exc):
                     raise
@@ -462,7 +473,12 @@ class NemoClient:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pending
         result = MessageResult(
-            assembler.text, completed, assembler.error, assembler.tool_calls, assembler.events
+            assembler.text,
+            completed,
+            assembler.error,
+            assembler.tool_calls,
+            assembler.events,
+            assembler.error_code,
         )
         logger.debug(
             "message stream ended: completed={}, {} events, {} tool calls, {} chars of text",
@@ -550,10 +566,11 @@ class NemoClient:
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     part.unlink()
+                # Chained: the daemon tells a passing disk fault (full, read-only) by the OSError.
                 raise UserError(
                     f"cannot write the video to {target} ({exc.strerror})",
                     "check the free space and permissions of the outbox",
-                ) from None
+                ) from exc
             logger.info("downloaded the video to {}", target)
             return target
         assert failure is not None

@@ -22,6 +22,10 @@ CODE_SESSION = 1002
 CODE_CREDITS = 2001
 CODE_FILE_TYPE = 4001
 CODE_FILE_SIZE = 4002
+# Codes that refuse a request before any work is done. Inside an SSE stream (HTTP 200 already sent)
+# they mean exactly what they mean in an envelope (nemo-api.md): re-authenticate, replay the lost
+# session, wait for credits, wait out the rate limit. Other in-stream errors may follow real work.
+REFUSED_BEFORE_WORK = frozenset({CODE_TOKEN, 401, CODE_SESSION, CODE_CREDITS, 429})
 
 
 class NemoError(UserError):
@@ -160,7 +164,7 @@ class Envelope:
         return self.error is None
 
 
-def _as_code(value: Any) -> int | None:
+def as_code(value: Any) -> int | None:
     """Envelope codes arrive as numbers or numeric strings; anything else means "no code"."""
     if isinstance(value, bool):
         return None
@@ -180,7 +184,7 @@ def parse_envelope(status: int, content: bytes) -> Envelope:
     if not isinstance(body, dict):
         snippet = content[:200].decode("utf-8", "replace").strip() if body is None else ""
         return Envelope(status, None, body, snippet if not 200 <= status < 300 else "", body)
-    code = _as_code(body.get("code")) if "code" in body else None
+    code = as_code(body.get("code")) if "code" in body else None
     msg = body.get("msg") or body.get("message") or ""
     if not isinstance(msg, str):
         msg = json.dumps(msg)[:200]
@@ -299,3 +303,12 @@ def error_for(env: Envelope, ctx: ErrorContext) -> NemoError:
         "try again later; if it keeps happening, check for a nemowatch update",
         **extra,
     )
+
+
+def stream_error(code: int | None, message: str, ctx: ErrorContext) -> NemoError | None:
+    """The typed error for a code reported inside an SSE run, when the code refused the message before
+    any work (``REFUSED_BEFORE_WORK``); None for anything else, which the caller must verify by reading
+    the session state (the run may have changed it)."""
+    if code is None or code not in REFUSED_BEFORE_WORK:
+        return None
+    return error_for(Envelope(200, code, None, message), ctx)

@@ -18,7 +18,7 @@ from typing import Any
 from httpx_sse import ServerSentEvent
 from loguru import logger
 
-from nemowatch.api.errors import StreamFailed
+from nemowatch.api.errors import StreamFailed, as_code
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class MessageResult:
     error: str | None
     tool_calls: int
     events: int
+    error_code: int | None = None  # the first envelope-style code an error event carried
 
     def raise_for_error(self) -> None:
         """Raise StreamFailed when the run reported an error."""
@@ -184,6 +185,7 @@ class StreamAssembler:
         self._calls: set[str] = set()
         self._results: set[str] = set()
         self._errors: list[str] = []
+        self.error_code: int | None = None
         self.events = 0  # JSON events received (heartbeats not counted)
 
     @property
@@ -225,20 +227,24 @@ class StreamAssembler:
             events.append(self._error(_error_text(payload), payload))
         return events
 
-    def _error(self, message: str, details: Any) -> StreamError:
+    def _error(self, message: str, details: Any, code: Any = None) -> StreamError:
         self._errors.append(message)
+        if self.error_code is None:
+            self.error_code = as_code(code)
         return StreamError(message, details)
 
     def _event(self, payload: dict[str, Any]) -> list[Event]:
         out: list[Event] = []
         if payload.get("error"):
             details = payload.get("error_details") or payload.get("errorDetails")
-            out.append(self._error(_error_text(payload["error"]), details))
+            error = payload["error"]
+            code = error.get("code") if isinstance(error, dict) else None
+            out.append(self._error(_error_text(error), details, code))
         code = payload.get("errorCode") or payload.get("error_code")
         message = payload.get("errorMessage") or payload.get("error_message")
         if code or message:
             text = f"{message} ({code})" if code and message else str(message or code)
-            out.append(self._error(text, {"errorCode": code, "errorMessage": message}))
+            out.append(self._error(text, {"errorCode": code, "errorMessage": message}, code))
         content = payload.get("content")
         if not isinstance(content, dict):
             return out

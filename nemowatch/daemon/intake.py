@@ -99,7 +99,11 @@ class Intake:
         record = self.journal.add_job(out_dir.name, intent["kind"], files, out_dir)
         # Not fsynced: lost, the intent names a job the journal knows, and ``recover`` clears it.
         self.journal.put_meta(facts.INTAKE, None, durable=False)
-        self.outbox.write_status(out_dir, JobState.QUEUED.human)
+        try:
+            self.outbox.write_status(out_dir, JobState.QUEUED.human)
+        except OSError as exc:
+            # The job is taken (the journal says so); its pipeline writes STATUS.txt again or waits.
+            logger.warning("could not write {}: {}", out_dir / STATUS_FILE, exc.strerror or exc)
         logger.info("job {} taken from the inbox; its results will be in {}", record.name, out_dir)
         return record
 

@@ -9,13 +9,19 @@ line bound to a job (``logger.bind(job=name)``) to that job's file while the job
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import IO, Any
 
 from loguru import logger
 
-from nemowatch.logs import JOB_FORMAT, add_sink
+from nemowatch.logs import JOB_FORMAT, Outage, add_sink
+
+
+def _warn_later(text: str) -> None:
+    """Log a warning from another thread: a sink may not log itself (loguru refuses re-entry)."""
+    threading.Thread(target=logger.warning, args=("{}", text), name="joblog-notice", daemon=True).start()
 
 
 class JobLogs:
@@ -26,6 +32,8 @@ class JobLogs:
         # Lines may come from worker threads (the intake, to_thread calls) while a job opens or closes.
         self._lock = threading.Lock()
         self._sink: int | None = None
+        # Jobs whose job.log cannot be written (a full or read-only outbox): said once, not per line.
+        self._outages: dict[str, Outage] = {}
 
     def start(self) -> None:
         """Add the one sink (INFO and up, as ``add_job_sink`` writes)."""
@@ -43,9 +51,19 @@ class JobLogs:
             handle.close()
 
     def open(self, job: str, path: Path) -> None:
-        """From now on, lines bound to ``job`` are appended to ``path`` (line-buffered, like a file sink)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a", encoding="utf-8", buffering=1)
+        """From now on, lines bound to ``job`` are appended to ``path`` (line-buffered, like a file sink).
+
+        A file that cannot be opened is said once; the job runs on without it (its lines still reach
+        the daemon log), and the next run of the job tries again.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = path.open("a", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            self._failed(job, exc)
+            self.close(job)
+            return
+        self._recovered(job)
         with self._lock:
             previous = self._files.pop(job, None)
             self._files[job] = handle
@@ -57,14 +75,32 @@ class JobLogs:
         with self._lock:
             handle = self._files.pop(job, None)
         if handle is not None:
-            handle.close()
+            with contextlib.suppress(OSError):
+                handle.close()
 
     def _wanted(self, record: Any) -> bool:
         # A dict lookup per line: unbound lines and other jobs' lines are never formatted here.
         return record["extra"].get("job") in self._files
 
     def _write(self, message: Any) -> None:
+        job = message.record["extra"].get("job")
         with self._lock:
-            handle = self._files.get(message.record["extra"].get("job"))
-            if handle is not None:
+            handle = self._files.get(job)
+            if handle is None:
+                return
+            try:
                 handle.write(message)
+            except OSError as exc:
+                self._failed(job, exc)
+                return
+        self._recovered(job)
+
+    def _failed(self, job: str, exc: OSError) -> None:
+        outage = self._outages.setdefault(job, Outage(_warn_later))
+        outage.failed(f"cannot write the job.log of {job} ({exc.strerror or exc}); its lines go to the daemon log only")
+
+    def _recovered(self, job: str) -> None:
+        # Only jobs whose log is failing have an entry: the map stays as small as the trouble.
+        outage = self._outages.pop(job, None)
+        if outage is not None:
+            outage.recovered(f"writing the job.log of {job} again")

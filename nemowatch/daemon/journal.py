@@ -32,6 +32,8 @@ from nemowatch.errors import UserError
 from nemowatch.states import JobState
 
 JOURNAL_FILE = "journal.sqlite3"
+# The step recording since when a job waits out a passing fault: {"since": ISO time}.
+WAITING_STEP = "waiting"
 
 # Each entry upgrades the schema by one version; PRAGMA user_version counts how many ran.
 _MIGRATIONS: tuple[str, ...] = (
@@ -361,8 +363,9 @@ class Journal:
 def _unfinished(key: str, steps: dict[str, dict[str, Any]]) -> bool:
     """True for a write-ahead record whose step never finished (dropped by ``requeue``)."""
     parts = key.split(":")
-    if key in ("outbox", "run"):
-        # The outbox is rewritten and the run's start time and credits are taken afresh.
+    if key in ("outbox", "run", WAITING_STEP):
+        # The outbox is rewritten, the run's start time and credits are taken afresh, and a retried
+        # job's patience with passing faults starts again.
         return True
     if parts[0] == "message" and len(parts) == 3:
         return parts[2] == "sending" and f"message:{parts[1]}:sent" not in steps

@@ -42,6 +42,8 @@ _STATUS_ORDER: tuple[JobState, ...] = (
     JobState.RENDERING,
     JobState.DOWNLOADING,
     JobState.WAITING_CREDITS,
+    JobState.WAITING_BACKEND,
+    JobState.WAITING_OUTBOX,
 )
 
 

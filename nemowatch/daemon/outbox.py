@@ -38,6 +38,20 @@ RESULT_FILE = "result.json"
 FAILED_FILE = "FAILED.txt"
 LOG_FILE = "job.log"
 INPUTS_DIR = "inputs"
+# Error codes whose cure is in the dropped files (FAILED.txt then says to fix them): every other
+# failure (the backend, the token, the disk, a bug) is fixed elsewhere and retried as it is.
+INPUT_ERRORS = frozenset(
+    {
+        "bad_media",
+        "bad_prompt",
+        "bad_job_toml",
+        "no_prompt",
+        "prompt_too_long",
+        "unsupported_file",
+        "file_too_large",
+        "not_ready_for_export",
+    }
+)
 
 # Our own leftovers only: ".NAME.part" (videos, as the client downloads them) and atomic_write's temps.
 _PARTIAL = re.compile(r"^\..+\.part$")
@@ -101,12 +115,15 @@ class Outbox:
         if code:
             lines += ["", f"Error code: {code}"]
         where = _shown(inputs, job_dir) if inputs is not None else f"{INPUTS_DIR}/"
-        lines += [
-            "",
-            f"The dropped files are in {where} and the full log in {LOG_FILE}.",
-            f"To try again: fix the files in {where} and run `nemowatch retry {job_dir.name}`,"
-            " or drop a corrected job folder into the inbox.",
-        ]
+        if code in INPUT_ERRORS:
+            again = (
+                f"To try again: fix the files in {where} and run `nemowatch retry {job_dir.name}`,"
+                " or drop a corrected job folder into the inbox."
+            )
+        else:
+            # Nothing in the files is wrong: only the cause above needs fixing.
+            again = f"To try again once that is fixed: run `nemowatch retry {job_dir.name}`."
+        lines += ["", f"The dropped files are in {where} and the full log in {LOG_FILE}.", again]
         return atomic_write_text(job_dir / FAILED_FILE, "\n".join(lines) + "\n")
 
     def video_temp(self, job_dir: Path, filename: str) -> Path:

@@ -20,9 +20,11 @@ import asyncio
 import functools
 import hashlib
 import json
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,7 +41,14 @@ from nemowatch.api.errors import (
     TokenRejected,
 )
 from nemowatch.api.formats import ACCEPTED_LIST, MAX_UPLOAD_BYTES, extension
-from nemowatch.daemon.journal import JobRecord, Journal, now_iso
+from nemowatch.daemon.faults import (
+    BackendHealth,
+    DiskFault,
+    backend_failure,
+    backend_hint,
+    disk_fault,
+)
+from nemowatch.daemon.journal import WAITING_STEP, JobRecord, Journal, now_iso
 from nemowatch.daemon.outbox import FAILED_FILE
 from nemowatch.daemon.prompt import JobPrompt, load_job_prompt
 from nemowatch.daemon.results import (
@@ -88,6 +97,9 @@ class PipelineSettings:
     step_attempts: int = 3
     step_retry_wait_s: float = 15
     rate_limit_wait_s: float = 30
+    # Passing faults (faults.py): how long a job waits them out, and how often a blocked outbox is tried.
+    patience_s: float = 24 * 3600
+    retry_every_s: float = 60
 
     @classmethod
     def from_config(cls, cfg: Config) -> PipelineSettings:
@@ -100,6 +112,8 @@ class PipelineSettings:
             poll_interval_s=poll,
             language=cfg.language,
             backend=cfg.backend,
+            patience_s=cfg.patience_h * 3600,
+            retry_every_s=cfg.retry_every_s,
         )
 
 
@@ -109,6 +123,14 @@ class _WaitForCredits(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class _WaitForBackend(Exception):
+    """Internal: the backend does not answer (after the quick retries); the job waits for it."""
+
+    def __init__(self, error: NemoError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class _SessionLost(Exception):
@@ -210,17 +232,20 @@ class Pipeline:
         settings: PipelineSettings,
         *,
         checkpoint: Callable[[str], None] | None = None,
+        health: BackendHealth | None = None,
     ) -> None:
         self.journal = journal
         self.client = client
         self.outbox = outbox
         self.settings = settings
+        # Shared with the daemon's probe: a job that meets a known outage waits without retrying.
+        self.health = health or BackendHealth()
         # Called with each step key right after it is journaled (and "message:<i>:returned" after a
         # send returns): the seam tests use to simulate a crash at an exact point.
         self.checkpoint = checkpoint or (lambda key: None)
 
     async def run(self, job_id: int) -> JobState:
-        """Take the job as far as it goes: DONE, FAILED, or WAITING_CREDITS (run it again later)."""
+        """Take the job as far as it goes: DONE, FAILED, or a waiting state (run it again later)."""
         job = self.journal.get(job_id)
         if job.state.is_finished:
             return job.state
@@ -240,6 +265,8 @@ class _JobRun:
         self.session_id = ""
         self.task_id = ""
         self.status_file = StatusFile(pipeline.outbox, job.outbox_dir)
+        # Since when the job has waited for a passing fault; progress (any new step) resets it.
+        self.waiting = self.step(WAITING_STEP)
 
     # -- journal and status ------------------------------------------------------------------
 
@@ -252,6 +279,9 @@ class _JobRun:
         """
         self.journal.put_step(self.job.id, key, value, durable=durable)
         self.p.checkpoint(key)
+        if self.waiting is not None and key != WAITING_STEP:
+            self.journal.delete_steps(self.job.id, [WAITING_STEP])
+            self.waiting = None
 
     def step(self, key: str) -> dict[str, Any] | None:
         return self.journal.step(self.job.id, key)
@@ -277,8 +307,18 @@ class _JobRun:
     async def execute(self) -> JobState:
         try:
             return await self._execute()
+        except Exception as exc:
+            # A write that failed for a reason that passes (full, read-only, denied): wait, never fail.
+            fault = disk_fault(exc, str(self.journal.path))
+            if fault is None:
+                raise
+            return await self._wait_for_disk(fault)
         finally:
-            self.status_file.flush()  # the latest state, also when the run is cancelled (a stop)
+            # The latest state, also when the run is cancelled (a stop); a blocked outbox is not news.
+            try:
+                self.status_file.flush()
+            except OSError as exc:
+                self.log.debug("STATUS.txt not written: {}", exc)
 
     async def _execute(self) -> JobState:
         try:
@@ -287,13 +327,19 @@ class _JobRun:
             self.log.info("waiting for credits: {}", wait.detail)
             self.set_state(JobState.WAITING_CREDITS, wait.detail)
             return JobState.WAITING_CREDITS
+        except _WaitForBackend as wait:
+            return await self._wait_for_backend(wait.error)
         except TokenRejected:
             # Not this job's fault: the daemon pauses the queue; the job resumes once the token is fixed.
             raise
         except UserError as exc:
+            if disk_fault(exc) is not None:
+                raise  # the download could not write the video: a passing fault, see execute
             await self.finish(exc)
             return JobState.FAILED
         except Exception as exc:
+            if disk_fault(exc, str(self.journal.path)) is not None:
+                raise
             # A bug: the traceback goes to the daemon log only (this line is not bound to the job).
             logger.error("internal error in job {}: {}", self.job.name, traceback.format_exc())
             await self.finish(
@@ -305,6 +351,58 @@ class _JobRun:
             )
             return JobState.FAILED
         return JobState.DONE
+
+    # -- passing faults ----------------------------------------------------------------------
+
+    def waited_since(self) -> datetime:
+        """When the job started waiting for a passing fault (recorded now if this is the first wait)."""
+        if self.waiting is None:
+            self.waiting = {"since": now_iso()}
+            self.put(WAITING_STEP, self.waiting)
+        return datetime.fromisoformat(self.waiting["since"])
+
+    def patience_over(self, since: datetime) -> bool:
+        return time.time() - since.timestamp() >= self.s.patience_s
+
+    async def _wait_for_backend(self, error: NemoError) -> JobState:
+        """Wait for the backend (the daemon probes it and resumes the job), or fail once patience is over."""
+        self.p.health.mark_down(error.message)
+        since = self.waited_since()
+        if self.patience_over(since):
+            await self.finish(UserError(backend_failure(error, since), backend_hint(self.job.name), code=error.code))
+            return JobState.FAILED
+        self.log.warning("{}; the job waits and resumes by itself when the backend answers", error.message)
+        self.set_state(JobState.WAITING_BACKEND, self.p.health.detail())
+        return JobState.WAITING_BACKEND
+
+    async def _wait_for_disk(self, fault: DiskFault) -> JobState:
+        """Wait for a blocked outbox or state folder (tried again every ``retry_every_s``), or fail once
+        patience is over. Each write here may meet the same fault: the journal is the one that must
+        hold, and when it cannot either, the daemon still keeps the job waiting in memory."""
+        every = self.s.retry_every_s
+        self.log.warning("{}; the job waits and is tried again every {:g} s", fault, every)
+        try:
+            since = self.waited_since()
+            if self.patience_over(since):
+                failure = UserError(
+                    f"{fault}, and it stayed so for longer than the job's patience",
+                    "free space on that disk or make the folder writable again, then run"
+                    f" `nemowatch retry {self.job.name}`",
+                    code="outbox_unwritable",
+                )
+                try:
+                    await self.finish(failure)
+                except Exception as exc:
+                    if disk_fault(exc, str(self.journal.path)) is None:
+                        raise
+                    # FAILED.txt cannot be written either: the journal (and `nemowatch status`) says it.
+                    self.journal.set_state(self.job.id, JobState.FAILED, _clip(str(failure), 300))
+                return JobState.FAILED
+            self.set_state(JobState.WAITING_OUTBOX, f"{fault}; trying again every {every:g} s")
+        except Exception as exc:
+            if disk_fault(exc, str(self.journal.path)) is None:
+                raise
+        return JobState.WAITING_OUTBOX
 
     async def work(self) -> None:
         """Every step of the job in order, each skipped when the journal says it is done."""
@@ -387,16 +485,17 @@ class _JobRun:
             except SessionNotFound:
                 raise _SessionLost() from None
             except RateLimited as exc:
-                # 429: wait and try once more (nemo-api.md), then let it fail the job.
-                if rate_limited:
-                    raise
+                # 429: wait and try once more (nemo-api.md), then the job waits for the backend.
+                if rate_limited or self.p.health.down:
+                    raise _WaitForBackend(exc) from None
                 rate_limited = True
                 wait = exc.retry_after if exc.retry_after is not None else self.s.rate_limit_wait_s
                 self.log.warning("rate limited while {}: waiting {:g} s", what, wait)
                 await asyncio.sleep(wait)
             except (ServerError, BackendUnreachable) as exc:
-                if attempt >= self.s.step_attempts:
-                    raise
+                # A known outage is not retried job by job: the daemon's probe tells when it ends.
+                if attempt >= self.s.step_attempts or self.p.health.down:
+                    raise _WaitForBackend(exc) from None
                 self.log.warning(
                     "{} failed ({}); trying again in {:g} s", what, exc, self.s.step_retry_wait_s
                 )
@@ -487,7 +586,7 @@ class _JobRun:
                 # Refused before any work: safe to send once more after the wait (nemo-api.md).
                 self.journal.delete_steps(self.job.id, [key])
                 if rate_limited:
-                    raise
+                    raise _WaitForBackend(exc) from None
                 rate_limited = True
                 wait = exc.retry_after if exc.retry_after is not None else self.s.rate_limit_wait_s
                 self.log.warning("rate limited: sending message {} again in {:g} s", index + 1, wait)
@@ -496,8 +595,8 @@ class _JobRun:
             except BackendUnreachable as exc:
                 # The client raises this only when no connection was ever made: nothing was sent.
                 self.journal.delete_steps(self.job.id, [key])
-                if attempt >= self.s.step_attempts:
-                    raise
+                if attempt >= self.s.step_attempts or self.p.health.down:
+                    raise _WaitForBackend(exc) from None
                 self.log.warning("{}; trying again in {:g} s", exc, self.s.step_retry_wait_s)
                 await asyncio.sleep(self.s.step_retry_wait_s)
                 continue
@@ -645,12 +744,8 @@ class _JobRun:
         except OutOfCredits as exc:
             raise await self.out_of_credits(exc, f"rendering {self.video_label(number)}") from None
         except (ServerError, BackendUnreachable, RateLimited) as exc:
-            # The submit may have landed: the next run asks render_status before submitting again.
-            raise UserError(
-                f"the backend did not accept the render of {self.video_label(number)} ({exc.message})",
-                f"run `nemowatch retry {self.job.name}` once the backend is reachable again",
-                code=exc.code,
-            ) from None
+            # The submit may have landed: the resumed run asks render_status before submitting again.
+            raise _WaitForBackend(exc) from None
         self.p.checkpoint(f"render:{index}:returned")
         self.put(f"render:{index}:submitted", {"render_id": render_id, "timeline": timeline}, durable=False)
         self.log.info("render {} submitted", render_id)

@@ -12,9 +12,15 @@ The loop, in the order :meth:`Daemon.main` runs it:
 5. SIGTERM/SIGINT: take no new job, cancel the pipelines (each step they finished is already
    in the journal — that is the checkpoint), stop the watcher, the scheduler and the backend.
 
+Passing faults (faults.py) never fail a job at once and never hold a slot: a job whose backend
+does not answer waits in ``waiting_backend`` while one probe (every ``jobs.retry_every_s``, five
+minutes after the first hour) asks the backend, and resumes when it answers; a job that cannot
+write its outbox waits in ``waiting_outbox`` and is tried again every ``jobs.retry_every_s``.
+
 ``once`` stops taking jobs after its single scan and exits when nothing it can do is left:
-0 when every job it ran is done, 1 when one failed or still waits for credits after
-``ONCE_CREDIT_CHECKS`` credit checks (it says so plainly; `nemowatch run` would keep waiting).
+0 when every job it ran is done, 1 when one failed, still waits for credits after
+``ONCE_CREDIT_CHECKS`` credit checks, or still waits out a passing fault after
+``jobs.once_patience_min`` (it says so plainly; `nemowatch run` would keep waiting).
 """
 
 from __future__ import annotations
@@ -27,26 +33,28 @@ import os
 import signal
 import time
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from loguru import logger
 
-from nemowatch.api.errors import TokenRejected
+from nemowatch.api.errors import NemoError, TokenRejected
 from nemowatch.config import Config, ConfigError
 from nemowatch.daemon import facts
 from nemowatch.daemon.backend import open_backend
+from nemowatch.daemon.faults import BackendHealth, disk_fault, is_backend_fault, retry_delay
 from nemowatch.daemon.inbox import InboxWatcher, check_layout
 from nemowatch.daemon.intake import Intake
 from nemowatch.daemon.joblogs import JobLogs
 from nemowatch.daemon.jobscan import inbox_candidates, scan_job
-from nemowatch.daemon.journal import JobRecord, Journal, journal_path
+from nemowatch.daemon.journal import WAITING_STEP, JobRecord, Journal, journal_path
 from nemowatch.daemon.notify import Notifier, describe_queue
 from nemowatch.daemon.outbox import Outbox
 from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
 from nemowatch.daemon.schedule import PAUSED_TOKEN, Scheduler
 from nemowatch.errors import UserError
-from nemowatch.logs import setup_logging
+from nemowatch.logs import Outage, setup_logging
 from nemowatch.states import JobState
 
 # How often the loop looks at the journal without being woken (picks up `nemowatch retry`).
@@ -56,8 +64,19 @@ STOP_GRACE_S = 5.0
 # `once` with jobs waiting for credits: check this often, this many times, then give up (exit 1).
 ONCE_CREDITS_EVERY_S = 10.0
 ONCE_CREDIT_CHECKS = 3
-# Working states a pipeline is started (or resumed) for; waiting_credits needs a release first.
-RUNNABLE = (JobState.QUEUED, JobState.UPLOADING, JobState.PROMPTING, JobState.RENDERING, JobState.DOWNLOADING)
+# States a pipeline is started (or resumed) for; waiting_credits needs a release first, and the
+# jobs waiting out a passing fault start only when their time has come (``Daemon.not_before``).
+RUNNABLE = (
+    JobState.QUEUED,
+    JobState.UPLOADING,
+    JobState.PROMPTING,
+    JobState.RENDERING,
+    JobState.DOWNLOADING,
+    JobState.WAITING_BACKEND,
+    JobState.WAITING_OUTBOX,
+)
+# Not before the backend answers a probe: the "when" of a job waiting for the backend.
+UNTIL_PROBED = float("inf")
 # Test hooks, read here and nowhere else. CRASH_AT: SIGKILL the daemon right after a journal write
 # whose key starts with this value is committed. FAST_WAITS: shrink the pipeline's recovery and
 # retry waits (30 s, 60 s … in production, as nemo-api.md asks) so crash tests finish in seconds.
@@ -158,6 +177,16 @@ class Daemon:
         self.outcomes: dict[int, JobState] = {}  # what every pipeline this run started ended in
         self.paused: str | None = None
         self.held: set[int] = set()  # jobs a bug stopped: not started again before a restart
+        # Jobs waiting out a passing fault: not started again before this loop time (UNTIL_PROBED:
+        # before the backend answers). Kept in memory: a restart tries every waiting job at once.
+        self.not_before: dict[int, float] = {}
+        self.health = BackendHealth()
+        self._probe: asyncio.Task[None] | None = None
+        self._retakes: dict[Path, asyncio.TimerHandle] = {}  # inbox jobs a blocked disk kept out
+        self._once_waiting_since: float | None = None
+        self._gave_up = False  # once: left jobs waiting out a passing fault
+        # The state folder's disk refusing the daemon's own facts (heartbeat): said once, not every 30 s.
+        self._state_outage = Outage(logger.warning)
         self.watcher: InboxWatcher | None = None
         self.scheduler: Scheduler | None = None
         self.pipeline: Pipeline | None = None
@@ -191,6 +220,7 @@ class Daemon:
                     self.outbox,
                     pipeline_settings(self.cfg),
                     checkpoint=self.crash_hook,
+                    health=self.health,
                 )
                 self.scheduler = Scheduler(
                     self.journal,
@@ -220,6 +250,10 @@ class Daemon:
         finally:
             if intake_task is not None:
                 intake_task.cancel()
+            if self._probe is not None:
+                self._probe.cancel()
+            for handle in self._retakes.values():
+                handle.cancel()
             self.notifier.stopping()
             if self.scheduler is not None:
                 self.scheduler.shutdown()
@@ -259,7 +293,7 @@ class Daemon:
         """The oldest runnable jobs, enough to fill the free slots past those running or held, and
         the waiting jobs a credit check released (reading hundreds of queued jobs per finished job
         would cost more than the job)."""
-        skipped = len(self.running) + len(self.held)
+        skipped = len(self.running) + len(self.held) + len(self.not_before)
         jobs = self.journal.jobs(RUNNABLE, limit=skipped + self.cfg.max_concurrent)
         if self.released:
             jobs += [r for r in self.journal.jobs([JobState.WAITING_CREDITS]) if r.id in self.released]
@@ -270,11 +304,15 @@ class Daemon:
         """Start a pipeline for each runnable job, oldest first, up to ``max_concurrent`` at once."""
         if self.paused or self._stop.is_set():
             return
+        now = time.monotonic()
         for record in jobs:
             if len(self.running) >= self.cfg.max_concurrent:
                 return
             if record.id in self.running or record.id in self.held:
                 continue
+            if self.not_before.get(record.id, 0.0) > now:
+                continue
+            self.not_before.pop(record.id, None)
             if record.state is JobState.WAITING_CREDITS:
                 if record.id not in self.released:
                     continue
@@ -317,6 +355,87 @@ class Daemon:
             self.outcomes[record.id] = state
             if state is JobState.WAITING_CREDITS and self.scheduler is not None:
                 self.scheduler.check_credits_soon()
+            elif state is JobState.WAITING_BACKEND:
+                self.not_before[record.id] = UNTIL_PROBED
+                self._start_probe()
+            elif state is JobState.WAITING_OUTBOX:
+                self.not_before[record.id] = time.monotonic() + self.cfg.retry_every_s
+
+    # -- passing faults ----------------------------------------------------------------------
+
+    def _start_probe(self) -> None:
+        """Make sure one probe task asks the backend until it answers (jobs wait for it meanwhile)."""
+        if not self.health.down:
+            self.health.mark_down("a job could not reach it")
+        if self._probe is None or self._probe.done():
+            logger.warning(
+                "the backend does not answer ({}); jobs wait and resume by themselves when it does",
+                self.health.error,
+            )
+            self._probe = asyncio.create_task(self._probe_backend(), name="backend-probe")
+
+    async def _probe_backend(self) -> None:
+        """Ask the backend every ``retry_every_s`` (five minutes after the first hour) until it answers."""
+        assert self.pipeline is not None
+        client = self.pipeline.client
+        while self.health.down and not self._stop.is_set():
+            since = self.health.down_since
+            assert since is not None
+            delay = retry_delay(time.time() - since.timestamp(), self.cfg.retry_every_s)
+            self.health.next_try = facts.now() + timedelta(seconds=delay)
+            self._show_waiting(JobState.WAITING_BACKEND, self.health.detail())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            if self._stop.is_set():
+                return
+            try:
+                await client.credits()
+            except TokenRejected:
+                self.pause(PAUSED_TOKEN)
+                return
+            except NemoError as exc:
+                if is_backend_fault(exc):
+                    self.health.mark_down(exc.message)
+                    logger.info("the backend still does not answer ({})", exc.message)
+                    self._release_impatient()
+                    continue
+                # Any other answer (a refusal, an odd envelope) proves the backend is there.
+            self._backend_answered()
+
+    def _backend_answered(self) -> None:
+        """The backend answered (a probe or a credit check): resume every job that waited for it."""
+        if not self.health.down:
+            return
+        lasted = self.health.mark_up()
+        waiting = [job_id for job_id, when in self.not_before.items() if when == UNTIL_PROBED]
+        for job_id in waiting:
+            del self.not_before[job_id]
+        logger.info(
+            "the backend answers again after {:.0f} s: resuming {} waiting job(s)", lasted, len(waiting)
+        )
+        self._wake.set()
+
+    def _release_impatient(self) -> None:
+        """Let jobs whose patience ran out run once more: the pipeline fails them with a clear message."""
+        patience = self.cfg.patience_h * 3600
+        for record in self.journal.jobs([JobState.WAITING_BACKEND]):
+            waited = self.journal.step(record.id, WAITING_STEP)
+            if waited and time.time() - datetime.fromisoformat(waited["since"]).timestamp() >= patience:
+                self.not_before.pop(record.id, None)
+                self._wake.set()
+
+    def _show_waiting(self, state: JobState, detail: str) -> None:
+        """Bring the detail of every job waiting in ``state`` up to date (STATUS.txt, `status`)."""
+        for record in self.journal.jobs([state]):
+            if record.id in self.running or record.detail == detail:
+                continue
+            try:
+                self.journal.set_detail(record.id, detail)
+                self.outbox.write_status(record.outbox_dir, f"{state.human} — {detail}")
+            except Exception as exc:
+                if disk_fault(exc, str(self.journal.path)) is None:
+                    raise
+                logger.debug("could not show {}'s wait: {}", record.name, exc)
 
     async def _drain(self) -> None:
         """Cancel the pipelines still running and give them a moment to unwind."""
@@ -366,13 +485,39 @@ class Daemon:
             self._intake_busy = True
             try:
                 await asyncio.to_thread(self.intake.take, path)
+                if self._retakes.pop(path, None) is not None:
+                    logger.info("{} could be taken from the inbox after all", path.name)
             except UserError as exc:
                 logger.error("could not take {} from the inbox: {}", path.name, exc)
-            except OSError as exc:
-                logger.error("could not take {} from the inbox ({}); it stays there", path.name, exc)
+            except Exception as exc:
+                fault = disk_fault(exc, str(self.journal.path))
+                if fault is not None:
+                    self._retake_later(path, str(fault))
+                elif isinstance(exc, OSError):
+                    logger.error("could not take {} from the inbox ({}); it stays there", path.name, exc)
+                else:
+                    raise
             finally:
                 self._intake_busy = self._ready.qsize() > 0
                 self._wake.set()
+
+    def _retake_later(self, path: Path, fault: str) -> None:
+        """A job the outbox or state disk kept in the inbox: try to take it again in ``retry_every_s``."""
+        every = self.cfg.retry_every_s
+        if path not in self._retakes:
+            logger.warning("{} stays in the inbox for now: {}; trying again every {:g} s", path.name, fault, every)
+        else:
+            logger.debug("{} still cannot be taken: {}", path.name, fault)
+        assert self._loop is not None
+
+        def again() -> None:
+            if os.path.lexists(path):
+                self._ready.put_nowait(path)
+            else:
+                self._retakes.pop(path, None)
+            self._wake.set()
+
+        self._retakes[path] = self._loop.call_later(every, again)
 
     def _scan_once(self) -> None:
         """``once``: every complete job now in the inbox is ready; incomplete ones are named and left."""
@@ -422,7 +567,8 @@ class Daemon:
     # -- credits and status ------------------------------------------------------------------
 
     def _on_credits(self, available: int) -> None:
-        """After each credit check: release the waiting jobs when the balance suffices."""
+        """After each credit check: the backend answered; release the waiting jobs when the balance suffices."""
+        self._backend_answered()
         if available >= self.cfg.min_credits:
             waiting = {record.id for record in self.journal.jobs([JobState.WAITING_CREDITS])}
             if waiting - self.released:
@@ -436,8 +582,13 @@ class Daemon:
         """``once`` is done when nothing runs, nothing waits to be claimed and nothing runnable is left."""
         if self.running or self._intake_busy or not self._ready.empty():
             return False
-        if not self.paused and any(r.state in RUNNABLE and r.id not in self.held for r in jobs):
+        now = time.monotonic()
+        runnable = [r for r in jobs if r.state in RUNNABLE and r.id not in self.held]
+        if not self.paused and any(self.not_before.get(r.id, 0.0) <= now for r in runnable):
             return False
+        blocked = [r for r in runnable if r.id in self.not_before]
+        if not self.paused and (blocked or self._retakes):
+            return self._once_gives_up(blocked)
         waiting = [record for record in jobs if record.state is JobState.WAITING_CREDITS]
         if not waiting or self.paused:
             return True
@@ -460,8 +611,39 @@ class Daemon:
             self.outcomes[record.id] = JobState.WAITING_CREDITS
         return True
 
+    def _once_gives_up(self, blocked: list[JobRecord]) -> bool:
+        """``once`` with every job left waiting out a passing fault: wait up to ``once_patience_min``, then
+        leave them to the next run (not failed) and exit 1, saying so."""
+        patience_s = self.cfg.once_patience_min * 60
+        now = time.monotonic()
+        if self._once_waiting_since is None:
+            self._once_waiting_since = now
+            logger.warning(
+                "waiting up to {:g} min for {}: {}",
+                self.cfg.once_patience_min,
+                "the backend or the disk to come back",
+                ", ".join([r.name for r in blocked] + [path.name for path in self._retakes]),
+            )
+        if now - self._once_waiting_since < patience_s:
+            return False
+        names = [f"{r.name} ({r.status_line})" for r in blocked] + [
+            f"{path.name} (still in the inbox)" for path in self._retakes
+        ]
+        logger.error(
+            "gave up waiting after {:g} min: {}; these are kept, not failed — run `nemowatch once` again"
+            " later, or `nemowatch run`, which keeps waiting",
+            self.cfg.once_patience_min,
+            "; ".join(names),
+        )
+        for record in blocked:
+            self.outcomes[record.id] = record.state
+        self._gave_up = True
+        return True
+
     def _exit_status(self) -> int:
-        if self.once and (self.paused or any(state is not JobState.DONE for state in self.outcomes.values())):
+        if self.once and (
+            self.paused or self._gave_up or any(state is not JobState.DONE for state in self.outcomes.values())
+        ):
             return 1
         return 0
 
@@ -477,13 +659,21 @@ class Daemon:
 
     def _heartbeat(self) -> None:
         """Every ``facts.HEARTBEAT_S``: prove liveness and record the folders the inbox is waiting on."""
-        self._write_daemon_fact()
-        if self.watcher is not None:
-            pending = {item["name"]: item["reason"] for item in self.watcher.pending()}
-            orphans = [path.name for path in self.watcher.orphans()]
-            self.journal.put_meta(
-                facts.INBOX, {"pending": pending, "orphans": orphans, "scanned_at": facts.stamp()}
-            )
+        try:
+            self._write_daemon_fact()
+            if self.watcher is not None:
+                pending = {item["name"]: item["reason"] for item in self.watcher.pending()}
+                orphans = [path.name for path in self.watcher.orphans()]
+                self.journal.put_meta(
+                    facts.INBOX, {"pending": pending, "orphans": orphans, "scanned_at": facts.stamp()}
+                )
+        except Exception as exc:
+            fault = disk_fault(exc, str(self.journal.path))
+            if fault is None:
+                raise
+            self._state_outage.failed(f"{fault}: `nemowatch status` shows old facts until it can be written")
+            return
+        self._state_outage.recovered(f"the journal {self.journal.path} can be written again")
 
     def _write_daemon_fact(self, *, started: bool = False, stopped: bool = False) -> None:
         fact = self.journal.get_meta(facts.DAEMON) or {}
