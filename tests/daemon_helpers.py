@@ -340,13 +340,15 @@ class Backend:
             self.proc.wait(timeout=30)
 
 
-def serve_backend(root: Path) -> Backend:
-    """`nemowatch serve` on a free port with its own state folder, as a process apart from the daemon."""
+def serve_backend(root: Path, port: int | None = None) -> Backend:
+    """`nemowatch serve` on a free port (or ``port``: the same backend back after an outage) with its
+    own state folder, as a process apart from the daemon."""
+    root.mkdir(parents=True, exist_ok=True)
     state = root / "backend-state"
     config = root / "backend.toml"
     config.write_text(f'[paths]\nstate = "{state}"\n', encoding="utf-8")
-    port = free_port()
-    log = (root / "backend.log").open("w")
+    port = port or free_port()
+    log = (root / "backend.log").open("a")
     proc = subprocess.Popen(
         [sys.executable, "-m", "nemowatch", "serve", "--config", str(config), "--port", str(port)],
         env=daemon_env(),

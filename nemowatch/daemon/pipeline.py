@@ -493,8 +493,9 @@ class _JobRun:
                 self.log.warning("rate limited while {}: waiting {:g} s", what, wait)
                 await asyncio.sleep(wait)
             except (ServerError, BackendUnreachable) as exc:
-                # A known outage is not retried job by job: the daemon's probe tells when it ends.
-                if attempt >= self.s.step_attempts or self.p.health.down:
+                # Unreachable means the client already tried with backoff, and a known outage is not
+                # retried job by job: the job waits, and the daemon's probe tells when it is over.
+                if isinstance(exc, BackendUnreachable) or attempt >= self.s.step_attempts or self.p.health.down:
                     raise _WaitForBackend(exc) from None
                 self.log.warning(
                     "{} failed ({}); trying again in {:g} s", what, exc, self.s.step_retry_wait_s
@@ -570,7 +571,7 @@ class _JobRun:
         """The one place a message goes out; returns (reply, completed)."""
         key = f"message:{index}:sending"
         rate_limited = False
-        for attempt in range(1, self.s.step_attempts + 1):
+        while True:
             before = draft_hash(await self.draft())
             self.put(key, {"draft_hash_before": before})
             self.log.info("message {}: {}", index + 1, _clip(text, 200))
@@ -593,13 +594,10 @@ class _JobRun:
                 await asyncio.sleep(wait)
                 continue
             except BackendUnreachable as exc:
-                # The client raises this only when no connection was ever made: nothing was sent.
+                # The client raises this only when no connection was ever made, after its own
+                # retries: nothing was sent, and the message goes out once the backend answers.
                 self.journal.delete_steps(self.job.id, [key])
-                if attempt >= self.s.step_attempts or self.p.health.down:
-                    raise _WaitForBackend(exc) from None
-                self.log.warning("{}; trying again in {:g} s", exc, self.s.step_retry_wait_s)
-                await asyncio.sleep(self.s.step_retry_wait_s)
-                continue
+                raise _WaitForBackend(exc) from None
             except ServerError as exc:
                 # The request may have reached the backend: never send again, only look.
                 self.log.warning("message {}: the connection failed ({})", index + 1, exc)
@@ -620,7 +618,6 @@ class _JobRun:
             else:
                 self.log.info("reply {}: {}", index + 1, _clip(result.text, 500))
             return result.text, True
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def recover(self, index: int, before: str, reported: str | None = None) -> None:
         """After a dropped stream, an error frame or a restart: read the state until the message's
