@@ -39,13 +39,14 @@ from nemowatch.daemon.backend import open_backend
 from nemowatch.daemon.inbox import InboxWatcher, check_layout
 from nemowatch.daemon.intake import Intake
 from nemowatch.daemon.joblogs import JobLogs
-from nemowatch.daemon.jobscan import inbox_candidates, scan_job
+from nemowatch.daemon.jobscan import inbox_entries, scan_job, skipped_link_line
 from nemowatch.daemon.journal import JobRecord, Journal, journal_path
 from nemowatch.daemon.notify import Notifier, describe_queue
 from nemowatch.daemon.outbox import Outbox
 from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
 from nemowatch.daemon.schedule import PAUSED_TOKEN, Scheduler
-from nemowatch.errors import UserError
+from nemowatch.errors import UsageError, UserError
+from nemowatch.fsutil import private_dir, private_opener, tighten_private
 from nemowatch.logs import setup_logging
 from nemowatch.states import JobState
 
@@ -125,12 +126,12 @@ def pipeline_settings(cfg: Config) -> PipelineSettings:
 
 def _lock_state(state: Path) -> IO[str]:
     """Hold an exclusive lock on the state folder: two daemons on one journal would run jobs twice."""
-    handle = (state / "daemon.lock").open("a+")
+    handle = open(state / "daemon.lock", "a+", opener=private_opener)  # noqa: SIM115 (held until exit)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise UserError(
+        raise UsageError(
             f"another nemowatch daemon is already using {state}",
             "stop it first (`nemowatch status` shows its pid), or give this one another state folder",
             code="already_running",
@@ -377,7 +378,10 @@ class Daemon:
     def _scan_once(self) -> None:
         """``once``: every complete job now in the inbox is ready; incomplete ones are named and left."""
         pending: dict[str, str] = {}
-        for path in inbox_candidates(self.cfg.inbox):
+        candidates, links = inbox_entries(self.cfg.inbox)
+        for name, why in links.items():
+            logger.warning(skipped_link_line(name, why))
+        for path in candidates:
             try:
                 scan = scan_job(path)
             except FileNotFoundError:
@@ -389,7 +393,9 @@ class Daemon:
             elif path.is_dir():
                 pending[path.name] = reason
                 logger.warning("{} is not taken: {}", path.name, reason)
-        self.journal.put_meta(facts.INBOX, {"pending": pending, "orphans": [], "scanned_at": facts.stamp()})
+        self.journal.put_meta(
+            facts.INBOX, {"pending": pending, "orphans": [], "links": links, "scanned_at": facts.stamp()}
+        )
 
     async def _start_watcher(self, loop: asyncio.AbstractEventLoop) -> None:
         self.watcher = InboxWatcher(
@@ -481,8 +487,10 @@ class Daemon:
         if self.watcher is not None:
             pending = {item["name"]: item["reason"] for item in self.watcher.pending()}
             orphans = [path.name for path in self.watcher.orphans()]
+            links = self.watcher.skipped_links()
             self.journal.put_meta(
-                facts.INBOX, {"pending": pending, "orphans": orphans, "scanned_at": facts.stamp()}
+                facts.INBOX,
+                {"pending": pending, "orphans": orphans, "links": links, "scanned_at": facts.stamp()},
             )
 
     def _write_daemon_fact(self, *, started: bool = False, stopped: bool = False) -> None:
@@ -532,9 +540,12 @@ def _prepare(cfg: Config) -> None:
         check_layout(cfg.inbox, cfg.outbox, cfg.state)
     except UserError as exc:
         raise ConfigError(str(exc)) from None
-    for folder in (cfg.inbox, cfg.outbox, cfg.state / "work"):
+    for folder in (cfg.inbox, cfg.outbox, cfg.state, cfg.state / "work"):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            if folder in (cfg.state, cfg.state / "work"):
+                private_dir(folder)  # the daemon user's alone (0700); inbox and outbox stay shared
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
                 f"cannot create {folder} ({exc.strerror}); check the path and its permissions."
@@ -548,7 +559,18 @@ def run_daemon(cfg: Config, once: bool) -> int:
         inbox=cfg.inbox.resolve(), outbox=cfg.outbox.resolve(), state=cfg.state.resolve()
     )
     _prepare(cfg)
+    # Before the daemon log opens (it may be one of them); an inbox or outbox inside stays shared.
+    widened = tighten_private(cfg.state, skip=(cfg.inbox, cfg.outbox))
     setup_logging(cfg.state)
+    # Said once, when the folder itself was open: what lies in a 0700 folder was never reachable,
+    # so narrowing it (files other code made with the umask's modes) is tidying, not news.
+    if cfg.state in widened:
+        logger.warning(
+            "the state folder {} was open to other users; it is now the daemon user's alone"
+            " (folders 0700, files 0600: {} entries narrowed)",
+            cfg.state,
+            len(widened),
+        )
     lock = _lock_state(cfg.state)
     try:
         return asyncio.run(_run(cfg, once))
