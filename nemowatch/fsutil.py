@@ -82,10 +82,19 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o666, durable: bool = True) -> Path:
+def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None, durable: bool = True) -> Path:
     """Write ``data`` (text is UTF-8) to ``path`` atomically; ``mode`` applies from creation on
-    (0o600 files are never readable by others, not even for a moment). Parents are created."""
+    (0o600 files are never readable by others, not even for a moment). Parents are created.
+
+    Without ``mode``, a file replaced keeps the mode it had (a renamed-in copy would otherwise
+    take the umask's: a private file made readable by rewriting it), and a new one gets the umask's.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = 0o666
     tmp = path.with_name(f".{fit_name(path.name, room=NAME_MAX - TEMP_ROOM)}.{secrets.token_hex(4)}.nwtmp")
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:

@@ -49,6 +49,7 @@ def collect(cfg: Config) -> dict[str, Any]:
             "paused": None,
             "waiting_folders": {},
             "orphan_folders": [],
+            "skipped_links": {},
             "jobs": [],
         }
     with _open(cfg) as journal:
@@ -73,6 +74,7 @@ def collect(cfg: Config) -> dict[str, Any]:
             "paused": journal.get_meta(facts.PAUSED) if running else None,
             "waiting_folders": inbox.get("pending") or {},
             "orphan_folders": inbox.get("orphans") or [],
+            "skipped_links": inbox.get("links") or {},
             "jobs": [_job_dict(record) for record in journal.jobs()],
         }
 
@@ -114,6 +116,8 @@ def _token_line(token: dict[str, Any] | None) -> str:
     return f"token:    {kind}" + (f", expires {expires}" if expires else ", no known expiry")
 
 
+# The widest the job names' column grows; longer names (up to 255 bytes) just run past it.
+NAME_COLUMN = 40
 # Done jobs listed by `status` without --all: after months of jobs the list would fill screens.
 RECENT_DONE = 20
 
@@ -135,6 +139,8 @@ def render_text(info: dict[str, Any], *, show_all: bool = False) -> str:
         lines.append(f"waiting:  {name} ({reason})")
     for name in info["orphan_folders"]:
         lines.append(f"ignored:  {name} (a folder without prompt.txt)")
+    for name, reason in sorted(info["skipped_links"].items()):
+        lines.append(f"skipped:  {name} ({reason})")
     jobs = info["jobs"]
     lines.append(f"jobs:     {len(jobs)}" if jobs else "jobs:     none yet")
     done = [job for job in jobs if job["state"] == JobState.DONE]
@@ -146,7 +152,8 @@ def render_text(info: dict[str, Any], *, show_all: bool = False) -> str:
             f"  ({len(hidden)} older done jobs not listed; `nemowatch status --all` lists every job)"
         )
     names = [escape_controls(job["name"]) for job in jobs]
-    width = max((len(name) for name in names), default=0)
+    # Aligned up to NAME_COLUMN characters: a name of 255 would push every state off the screen.
+    width = min(max((len(name) for name in names), default=0), NAME_COLUMN)
     for name, job in zip(names, jobs, strict=True):
         state = JobState(job["state"]).human
         detail = f" — {job['detail']}" if job["detail"] else ""
