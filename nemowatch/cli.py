@@ -23,7 +23,7 @@ from nemowatch import __version__
 from nemowatch.config import Config, ConfigError, default_config_path, load_config, write_example
 from nemowatch.errors import UsageError, UserError
 from nemowatch.fsutil import private_dir
-from nemowatch.logs import setup_logging
+from nemowatch.logs import escape_controls, setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -202,6 +202,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(cfg)
 
 
+def _say(sentence: str) -> None:
+    """A failure's one line on stderr; names in it (a job's, a folder's) have their control
+    characters escaped, as in the logs, so it stays one line and cannot drive the terminal."""
+    print(f"nemowatch: {escape_controls(sentence)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nemowatch`` console script; returns the exit status."""
     parser = build_parser()
@@ -213,10 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except (ConfigError, UsageError) as exc:
-        print(f"nemowatch: {exc}", file=sys.stderr)
+        _say(str(exc))
         return EXIT_USAGE
     except UserError as exc:
-        print(f"nemowatch: {exc}", file=sys.stderr)
+        _say(str(exc))
         return EXIT_FAILED
     except BrokenPipeError:
         # `nemowatch status | head`: the reader left; say nothing, like other command-line tools.
@@ -224,9 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        print(
-            f"nemowatch: {exc.strerror or exc}{where}; check that path and its permissions.", file=sys.stderr
-        )
+        _say(f"{exc.strerror or exc}{where}; check that path and its permissions.")
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

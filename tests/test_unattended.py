@@ -132,6 +132,10 @@ def test_control_characters_in_a_name_are_escaped_in_every_log_and_in_status(run
         forged = [line for line in text.splitlines() if line.startswith("2026-01-01 INFO done")]
         assert forged == [], f"{where} holds a forged line: {forged}"
     assert FORGER in [job["name"] for job in json.loads(status_json.stdout)["jobs"]]  # JSON escapes itself
+    # A command's one-line answer naming the jobs (here: retry's list of the known ones) stays one line.
+    refused = nemowatch("retry", "nosuch", "--config", str(setup.config))
+    assert refused.returncode == 2 and FORGER_SHOWN in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and "\x1b" not in refused.stderr
 
 
 def test_a_prompt_txt_that_is_no_readable_file_fails_the_job_saying_so(run: tuple[Setup, str]) -> None:

@@ -211,4 +211,4 @@ def retry_job(cfg: Config, job: str) -> str:
     who = (
         "the running daemon picks it up within seconds" if running else "start `nemowatch run` to process it"
     )
-    return f"{record.name} queued again (attempt {record.attempt + 1}); {who}."
+    return escape_controls(f"{record.name} queued again (attempt {record.attempt + 1}); {who}.")
