@@ -120,8 +120,11 @@ def private_dir(path: Path) -> Path:
     umask); an existing one is left as it is (:func:`tighten_private` narrows it)."""
     if not path.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
+        try:
             path.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            if not path.is_dir():  # a file where the folder belongs; made by another process: fine
+                raise
     return path
 
 

@@ -116,3 +116,13 @@ def test_a_wide_state_folder_is_tightened_but_not_a_shared_outbox_inside_it(tmp_
     assert mode(state / "run.sh") == 0o700  # the owner's bits are kept, only others lose theirs
     assert mode(state / "outbox") == 0o2770 and mode(tmp_path) == before
     assert tighten_private(state, skip=[state / "outbox"]) == []  # nothing left to say the next time
+
+
+def test_private_dir_leaves_an_existing_folder_and_refuses_a_file_in_its_place(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    assert private_dir(shared) == shared and mode(shared) == 0o755  # narrowing is tighten_private's call
+    (tmp_path / "work").write_text("a file")
+    with pytest.raises(FileExistsError):
+        private_dir(tmp_path / "work")
