@@ -1,11 +1,19 @@
 """Commands: parse, call one function of a layer below, print, exit code. No logic.
 
-Exit status: 0 success, 1 a job (or a check) failed, 2 bad usage or bad config.
+Exit status: 0 success, 1 a job (or a check) failed, 2 bad usage or bad config — each failure one
+line on stderr (``nemowatch: what happened; what to do.``), never a traceback:
+
+- ConfigError and UsageError (an unknown job, a job that did not fail, a second daemon, `serve`
+  asked for an address or port it cannot have, a path `init` cannot write) → 2;
+- any other UserError (a job failed, the backend is unreachable, a check failed) → 1;
+- an OSError no layer turned into a sentence (a folder that vanished, a full disk) → 1, naming the
+  file: the command could not do its work, but nothing about how it was asked is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,8 +21,9 @@ from typing import Any
 
 from nemowatch import __version__
 from nemowatch.config import Config, ConfigError, default_config_path, load_config, write_example
-from nemowatch.errors import UserError
-from nemowatch.logs import setup_logging
+from nemowatch.errors import UsageError, UserError
+from nemowatch.fsutil import private_dir
+from nemowatch.logs import escape_controls, setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -71,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the local NemoVideo-compatible backend on its own")
     _common(p, folders=False)
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on (default 8765)")
+    p.add_argument("--port", type=_port, help="port to listen on (default 8765)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -80,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_doctor)
     return parser
+
+
+def _port(text: str) -> int:
+    """argparse type for --port: a whole number 0-65535 (0: any free port), else a usage error (exit 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> Config:
@@ -101,10 +121,24 @@ def cmd_init(args: argparse.Namespace) -> int:
         "paths.outbox": args.outbox.expanduser().resolve() if args.outbox else None,
         "paths.state": args.state.expanduser().resolve() if args.state else None,
     }
-    write_example(path, overrides)
+    try:
+        write_example(path, overrides)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the config file {path} ({exc.strerror}); pass another --config path."
+        ) from None
     cfg = load_config(path)
-    for folder in (cfg.inbox, cfg.outbox, cfg.state):
-        folder.mkdir(parents=True, exist_ok=True)
+    for key, folder in (("paths.inbox", cfg.inbox), ("paths.outbox", cfg.outbox), ("paths.state", cfg.state)):
+        try:
+            if key == "paths.state":
+                private_dir(folder)  # the daemon's journal, logs and token: its user's alone
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create {folder} ({exc.strerror}); fix {key} in {path} (or its --option) and run"
+                " `nemowatch run`, which creates the folders."
+            ) from None
     print(f"Wrote {path}")
     print(f"Inbox:  {cfg.inbox}")
     print(f"Outbox: {cfg.outbox}")
@@ -154,7 +188,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config(args, **{"local.host": args.host})
     from nemowatch.local.server import serve
 
-    return serve(cfg, port=args.port)
+    try:
+        return serve(cfg, port=args.port)
+    except UserError as exc:
+        # serve() raises only before it listens: about the address, port or access token asked for.
+        raise UsageError(exc.message, exc.hint) from None
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -162,6 +200,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from nemowatch.doctor import run_doctor
 
     return run_doctor(cfg)
+
+
+def _say(sentence: str) -> None:
+    """A failure's one line on stderr; names in it (a job's, a folder's) have their control
+    characters escaped, as in the logs, so it stays one line and cannot drive the terminal."""
+    print(f"nemowatch: {escape_controls(sentence)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,11 +218,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except ConfigError as exc:
-        print(f"nemowatch: {exc}", file=sys.stderr)
+    except (ConfigError, UsageError) as exc:
+        _say(str(exc))
         return EXIT_USAGE
     except UserError as exc:
-        print(f"nemowatch: {exc}", file=sys.stderr)
+        _say(str(exc))
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # `nemowatch status | head`: the reader left; say nothing, like other command-line tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        _say(f"{exc.strerror or exc}{where}; check that path and its permissions.")
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

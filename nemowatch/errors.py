@@ -21,3 +21,8 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}; {self.hint}." if self.hint else f"{self.message}."
+
+
+class UsageError(UserError):
+    """A command asked for something that cannot be done as asked (an unknown job, a job that did not
+    fail, a second daemon on one state folder): the commands exit 2 for it, as for bad config."""

@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 from loguru import logger
 
+from nemowatch.fsutil import private_dir, private_opener
+
 MASK = "***"
 
 _SHAPES = re.compile(
@@ -60,15 +62,46 @@ def mask(text: str, *, keep_claim_links: bool = False) -> str:
     return _SHAPES.sub(_sub, text)
 
 
+# C0 controls (newline, carriage return, escape, tab …), DEL and the C1 controls (0x80-0x9f: 0x9b
+# is a one-byte CSI on some terminals, 0x85 a line break to some viewers), and the Unicode line and
+# paragraph separators, which some log viewers break lines at.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``, ``\\u2028``), so
+    that a name from the inbox can neither start a line of its own nor drive the terminal."""
+
+    def _escape(match: re.Match[str]) -> str:
+        char = match.group(0)
+        return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+    return _CONTROLS.sub(_escape, text)
+
+
 def _formatter(template: str) -> Callable[[Any], str]:
-    """A loguru format function that masks the finished message (and any exception text)."""
+    """A loguru format function that masks the finished message (and any exception text) and escapes
+    its control characters.
+
+    Escaping happens here, on the finished message of every sink (console, journald, the daemon log,
+    job.log), not where names are logged: file and folder names reach messages through f-strings,
+    exception texts and library lines, and one missed place would let a job named
+    ``"x\\n2026-01-01 INFO done"`` forge a log line, or ``"\\x1b[2J"`` clear the operator's screen.
+    The price is deliberate: no message can span lines, including our own multi-line ones (the
+    internal-error traceback in ``daemon/pipeline.py`` becomes one line with ``\\n`` between its
+    frames). That keeps a bug report in one record — journald would otherwise split it into one entry
+    per line, interleaved with other jobs' lines — and the exception inside a traceback may itself
+    carry a user's file name, so its lines could not be trusted to stay as lines anyway.
+    """
 
     def fmt(record: Any) -> str:
-        record["extra"]["masked"] = mask(record["message"])
+        text = mask(record["message"])
         if record["exception"] is not None:
             # Exceptions are rendered as one masked line: a traceback is for bugs, not for users' logs.
             exc = record["exception"].value
-            record["extra"]["masked"] += f" ({mask(type(exc).__name__ + ': ' + str(exc))})"
+            text += f" ({mask(type(exc).__name__ + ': ' + str(exc))})"
+        record["extra"]["masked"] = escape_controls(text)
         return template + "\n"
 
     return fmt
@@ -116,7 +149,8 @@ def setup_logging(
     state_dir: Path | None = None, *, level: str = "INFO", stderr: TextIO | None = None
 ) -> None:
     """Console sink (plain under systemd: no colours, no timestamps) and, with ``state_dir``,
-    a rotating daemon log at ``state_dir/logs/nemowatch.log``."""
+    a rotating daemon log at ``state_dir/logs/nemowatch.log`` (0700 folder, 0600 files: it names
+    every job and folder)."""
     logger.remove()
     logging.basicConfig(handlers=[_ToLoguru()], level=logging.WARNING, force=True)
     stream = stderr or sys.stderr
@@ -125,8 +159,7 @@ def setup_logging(
     else:
         add_sink(stream, CONSOLE_FORMAT, level=level, colorize=stream.isatty())
     if state_dir is not None:
-        log_dir = state_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = private_dir(state_dir / "logs")
         add_sink(RotatingFile(log_dir / "nemowatch.log", report=stream).write, FILE_FORMAT, level="DEBUG")
 
 
@@ -173,8 +206,7 @@ class RotatingFile:
         with self._lock:
             try:
                 if self._handle is None:
-                    self._handle = self.path.open("a", encoding="utf-8")
-                    self._size = self._handle.tell()
+                    self._open()
                 if self._size and self._size + len(message) > self.max_bytes:
                     self._rotate()
                 assert self._handle is not None
@@ -202,8 +234,12 @@ class RotatingFile:
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{number + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._handle = self.path.open("a", encoding="utf-8")
-        self._size = 0
+        self._open()
+
+    def _open(self) -> None:
+        # Held open between lines on purpose (one open per daemon, not per line); private like the state.
+        self._handle = open(self.path, "a", encoding="utf-8", opener=private_opener)  # noqa: SIM115
+        self._size = self._handle.tell()
 
     def _close(self) -> None:
         if self._handle is not None:

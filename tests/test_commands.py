@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_retry_of_an_unknown_job_names_the_known_ones(tmp_path: Path) -> None:
     write_prompt(setup.inbox / "blank", " \n")
     assert run_once(setup).returncode == 1
     shown = nemowatch("retry", "nosuch", "--config", str(setup.config))
-    assert shown.returncode == 1
+    assert shown.returncode == 2  # bad usage: the README's rule
     line = _one_clear_line(shown.stderr)
     assert "'nosuch'" in line and "blank" in line
 
@@ -116,7 +117,7 @@ def test_retry_of_a_job_that_did_not_fail_is_refused(tmp_path: Path) -> None:
     write_prompt(setup.inbox / "fine", f"{SMALL} of this photo\n")
     assert run_once(setup).returncode == 0
     shown = nemowatch("retry", "fine", "--config", str(setup.config))
-    assert shown.returncode == 1
+    assert shown.returncode == 2
     assert "is done, not failed" in _one_clear_line(shown.stderr)
 
 
@@ -160,7 +161,7 @@ def test_a_second_daemon_on_the_same_state_folder_is_refused(tmp_path: Path) -> 
     try:
         wait_for(lambda: "watching" in (tmp_path / "daemon-0.log").read_text(), "the first daemon")
         second = nemowatch("once", "--config", str(setup.config))
-        assert second.returncode == 1
+        assert second.returncode == 2  # how it was asked is wrong: another state folder, or stop the first
         assert "already using" in _one_clear_line(second.stderr)
     finally:
         assert stop_daemon(daemon) == 0
@@ -186,3 +187,52 @@ def test_a_rejected_token_pauses_the_queue_instead_of_failing_jobs(tmp_path: Pat
     assert not (setup.outbox / "held" / "FAILED.txt").exists()
     log = (tmp_path / "daemon-0.log").read_text()
     assert env["NEMO_TOKEN"] not in log
+
+
+def test_every_command_says_bad_usage_in_one_line_with_exit_2(tmp_path: Path) -> None:
+    """The README: 2 for bad usage or bad config, one line naming what to fix, never a traceback."""
+    setup = make_setup(tmp_path)
+    config = str(setup.config)
+    file = tmp_path / "a-file"
+    file.write_text("not a folder")
+    cases = {
+        # retry before the daemon ever ran: says so, and creates no journal.
+        ("retry", "nosuch", "--config", config): "no journal",
+        ("init", "--config", str(file / "config.toml")): "cannot write the config file",
+        ("init", "--config", str(tmp_path / "new.toml"), "--inbox", str(file / "inbox")): "fix paths.inbox",
+        ("init", "--config", config): "already exists",
+        ("serve", "--config", config, "--host", "0.0.0.0"): "set local.access_token",
+        ("status", "--config", str(tmp_path / "missing.toml")): "does not exist",
+    }
+    for args, words in cases.items():
+        shown = nemowatch(*args)
+        assert shown.returncode == 2, (args, shown.stderr)
+        line = _one_clear_line(shown.stderr)
+        assert line.startswith("nemowatch: ") and words in line, (args, line)
+    assert not setup.journal().exists() and not setup.state.exists()
+    for args in (("serve", "--port", "99999"), ("once", "--backend", "nosuch"), ("retry",)):
+        shown = nemowatch(*args, "--config", config)
+        assert shown.returncode == 2 and "Traceback" not in shown.stderr, (args, shown.stderr)
+        assert "error: argument" in shown.stderr or "required" in shown.stderr
+
+
+def test_a_busy_port_for_serve_is_bad_usage(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        shown = nemowatch("serve", "--config", str(setup.config), "--port", str(port))
+    assert shown.returncode == 2
+    assert "pick another port" in _one_clear_line(shown.stderr)
+
+
+def test_a_journal_that_is_no_database_is_one_sentence_not_a_traceback(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    setup.state.mkdir()
+    setup.journal().write_text("not sqlite")
+    for command in ("status", "retry"):
+        shown = nemowatch(command, *(["x"] if command == "retry" else []), "--config", str(setup.config))
+        assert shown.returncode == 1, shown.stderr
+        assert "cannot be read (file is not a database); if it is damaged" in _one_clear_line(shown.stderr)
+    assert setup.journal().read_text() == "not sqlite"  # never replaced: the user decides

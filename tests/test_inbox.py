@@ -447,3 +447,54 @@ def test_inbox_candidates_are_folders_and_text_files_only(tmp_path: Path) -> Non
         (tmp_path / file).write_bytes(b"x")
     (tmp_path / "link").symlink_to(tmp_path / "a")
     assert [p.name for p in inbox_candidates(tmp_path)] == ["a", "b", "idea.txt"]
+
+
+# -- what is skipped, said once ------------------------------------------------------------------------
+
+
+async def test_symlinked_jobs_in_the_inbox_are_reported_once_each(watch: Factory, tmp_path: Path) -> None:
+    elsewhere = make_job(tmp_path / "elsewhere", "shoot")
+    (tmp_path / "elsewhere" / "idea.txt").write_text("a title card", encoding="utf-8")
+    inbox = tmp_path / "inbox"
+    (inbox / "before").symlink_to(elsewhere)  # there when the daemon starts
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level="WARNING")
+    try:
+        watcher, ready, _ = await watch(rescan_s=0.1)
+        (inbox / "idea.txt").symlink_to(tmp_path / "elsewhere" / "idea.txt")  # arrives while it runs
+        (inbox / "photo.jpg").symlink_to(elsewhere / "photo.jpg")  # not a job either way: not reported
+        make_job(inbox, "real")
+        await wait_for(lambda: len(watcher.skipped_links()) == 2 and ready.calls)
+        await asyncio.sleep(0.5)  # five more rescans list the links again
+        said = sorted(m for m in messages if m.startswith("skipped"))
+        assert said == [
+            "skipped before in the inbox: it is a link to a folder; links are never followed"
+            " — copy the folder into the inbox instead",
+            "skipped idea.txt in the inbox: it is a link to a text file; links are never followed"
+            " — copy the file into the inbox instead",
+        ]
+        assert watcher.skipped_links().keys() == {"before", "idea.txt"}
+        assert ready.paths == [inbox / "real"]  # the links never became jobs; the real one did
+        assert (elsewhere / "prompt.txt").exists() and (elsewhere / "photo.jpg").exists()
+
+        (inbox / "before").unlink()
+        await wait_for(lambda: watcher.skipped_links().keys() == {"idea.txt"})
+    finally:
+        logger.remove(sink)
+
+
+def test_a_prompt_txt_that_is_no_readable_file_still_makes_a_job(tmp_path: Path) -> None:
+    # Not "no prompt.txt" (a wait that never ends): the job starts and fails saying what is wrong.
+    folder = make_job(tmp_path, "folder", prompt=False)
+    (folder / "prompt.txt").mkdir()
+    (folder / "prompt.txt" / "inside.jpg").write_bytes(PNG)
+    linked = make_job(tmp_path, "linked", prompt=False)
+    (tmp_path / "secret.txt").write_text("not for the backend", encoding="utf-8")
+    (linked / "prompt.txt").symlink_to(tmp_path / "secret.txt")
+    dangling = make_job(tmp_path, "dangling", prompt=False)
+    (dangling / "prompt.txt").symlink_to(tmp_path / "nowhere.txt")
+    for job in (folder, linked, dangling):
+        scan = scan_job(job)
+        assert scan.prompt == job / "prompt.txt" and scan.waiting_reason is None, job.name
+        assert [p.name for p in scan.media] == ["photo.jpg"]  # prompt.txt/inside.jpg is never sent
+        assert scan.escaping_symlinks == []  # reported once, as the prompt's problem

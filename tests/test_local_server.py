@@ -156,7 +156,7 @@ def test_serve_refuses_a_public_bind_without_token_in_one_line(tmp_path: Path) -
     config = tmp_path / "c.toml"
     config.write_text(f'[paths]\nstate = "{tmp_path / "state"}"\n[local]\nhost = "0.0.0.0"\n')
     done = nemowatch("serve", "--config", str(config), "--port", "0")
-    assert done.returncode == 1
+    assert done.returncode == 2  # bad config (local.access_token), as the README says
     assert done.stderr.strip().count("\n") == 0
     assert "access token" in done.stderr and "Traceback" not in done.stderr
 

@@ -52,3 +52,32 @@ def test_a_job_log_holds_only_its_own_jobs_lines(tmp_path: Path) -> None:
     text = (tmp_path / "alpha.log").read_text()
     assert "alpha uploads nmv_usr_***" in text
     assert "beta" not in text and "daemon line" not in text and "jobsecret" not in text
+
+
+def test_control_characters_are_escaped_in_every_sink_so_no_line_can_be_forged(tmp_path: Path) -> None:
+    name = "clip\n2026-01-01 INFO done\r\x1b[2J\x9b\u2028"
+    out = io.StringIO()
+    setup_logging(tmp_path, level="INFO", stderr=out)
+    job_sink = add_job_sink(name, tmp_path / "job.log")
+    try:
+        logger.bind(job=name).info(f"job {name} is ready")  # an f-string: the name is in the template
+        try:
+            raise OSError(f"cannot open {name}")
+        except OSError:
+            logger.bind(job=name).exception("upload failed")  # and in an exception's text
+        logging.getLogger("somelib").warning("saw %s", name)
+    finally:
+        logger.remove(job_sink)
+        setup_logging(None, level="WARNING")
+    shown = "clip\\n2026-01-01 INFO done\\r\\x1b[2J\\x9b\\u2028"
+    for text in (
+        out.getvalue(),
+        (tmp_path / "logs" / "nemowatch.log").read_text(),
+        (tmp_path / "job.log").read_text(),
+    ):
+        lines = text.splitlines()
+        assert f"job {shown} is ready" in text and f"(OSError: cannot open {shown})" in text
+        assert not any(line.startswith("2026-01-01 INFO done") for line in lines), text
+        assert not any(char in text for char in "\r\x1b\x9b\u2028"), repr(text)
+    assert len(out.getvalue().splitlines()) == 3  # one line per record, whatever the name holds
+    assert f"somelib: saw {shown}" in out.getvalue()

@@ -14,6 +14,7 @@ import pytest
 from loguru import logger
 
 from nemowatch.daemon.outbox import Outbox
+from nemowatch.daemon.results import video_file_name
 from nemowatch.errors import UserError
 from nemowatch.logs import add_job_sink, register_secret
 
@@ -59,6 +60,23 @@ def box(tmp_path: Path) -> Outbox:
 def test_reserve_gives_the_job_name_then_numbered_names(box: Outbox) -> None:
     assert [box.reserve("shoot").name for _ in range(3)] == ["shoot", "shoot-2", "shoot-3"]
     assert box.reserve("other").name == "other"
+
+
+@pytest.mark.parametrize("name", ["a" * 255, "b" * 254, "中" * 85, "é" * 127])
+def test_a_name_too_long_for_a_numbered_folder_gets_a_shortened_one_and_keeps_its_name(
+    box: Outbox, name: str
+) -> None:
+    assert box.reserve_job(name) == (box.root / name, name)  # 255 bytes fit a folder as they are
+    second, unique = box.reserve_job(name)
+    third, _ = box.reserve_job(name)
+    assert unique == f"{name}-2"  # the journal's and result.json's name: whole
+    assert second.name.endswith("-2") and third.name.endswith("-3")
+    assert all(len(p.name.encode()) <= 255 and p.is_dir() for p in (second, third))
+    assert second.name.startswith(name[:50]) and second.name != third.name
+    # Deterministic: a video named after the job fits with room for its temp names, whatever the name.
+    video = video_file_name(unique, None)
+    assert video == video_file_name(unique, None) and len(video.encode()) <= 255 - 16
+    assert video.endswith(".mp4") and video_file_name(unique, 2).endswith("-2.mp4")
 
 
 def test_concurrent_reservations_never_share_a_folder(box: Outbox) -> None:

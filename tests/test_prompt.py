@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,47 @@ def test_job_toml_that_is_not_toml_says_how_to_write_it(tmp_path: Path) -> None:
         read_options(tmp_path / "job.toml")
     assert "job.toml is not valid TOML" in str(info.value)
     assert 'aspect = "9:16"' in str(info.value)
+
+
+def _problem(path: Path) -> str:
+    with pytest.raises(UserError) as caught:
+        read_prompt(path)
+    assert caught.value.code == "bad_prompt"
+    return str(caught.value)
+
+
+def test_a_prompt_txt_that_is_no_readable_text_file_says_exactly_that(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "prompt.txt").mkdir()
+    assert _problem(job / "prompt.txt") == (
+        "prompt.txt is a folder, not a text file; replace the folder prompt.txt with a text file saying"
+        " what the video should be."
+    )
+    (job / "prompt.txt").rmdir()
+    write(tmp_path / "elsewhere.txt", "a film about /etc/shadow")
+    (job / "prompt.txt").symlink_to(tmp_path / "elsewhere.txt")
+    assert _problem(job / "prompt.txt").startswith(
+        "prompt.txt is a link to a file outside the job folder, and such links are never followed;"
+        " copy the text itself into prompt.txt"
+    )
+    (job / "prompt.txt").unlink()
+    (job / "prompt.txt").symlink_to("gone.txt")
+    assert _problem(job / "prompt.txt").startswith("prompt.txt is a link to a file that does not exist;")
+    (job / "prompt.txt").unlink()
+    os.mkfifo(job / "prompt.txt")  # never opened: that would block the daemon
+    assert _problem(job / "prompt.txt").startswith("prompt.txt is not a regular file;")
+    (job / "prompt.txt").unlink()
+    write(job / "words.txt", "a short film")
+    (job / "prompt.txt").symlink_to("words.txt")  # a link inside the job is fine
+    assert read_prompt(job / "prompt.txt") == ["a short film"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its mode")
+def test_an_unreadable_prompt_txt_says_so_and_how_to_fix_it(tmp_path: Path) -> None:
+    path = write(tmp_path / "prompt.txt", "a short film")
+    path.chmod(0)
+    assert _problem(path) == (
+        "prompt.txt cannot be read (permission denied); make it readable for the user nemowatch"
+        " runs as (chmod a+r prompt.txt)."
+    )

@@ -12,6 +12,7 @@ from loguru import logger
 from nemowatch.api.client import NemoClient
 from nemowatch.api.settings import ClientSettings
 from nemowatch.config import Config
+from nemowatch.fsutil import private_dir
 
 # The local backend issues its own anonymous tokens: they are cached apart from the cloud's,
 # so neither token is ever sent to the other backend.
@@ -47,6 +48,10 @@ async def open_backend(cfg: Config) -> AsyncIterator[NemoClient]:
 
     # port 0 (the default) lets the kernel pick a free port, so two daemons never collide.
     settings = LocalSettings.from_config(cfg, port=cfg.local_port)
+    # Its uploads and renders, and its client's token, are copies of the users' jobs: made private
+    # (0700) before anything is written there, whatever modes the server gives its own files.
+    for folder in (cfg.state, settings.root, cfg.state / LOCAL_CLIENT_DIR):
+        private_dir(folder)
     server = await asyncio.to_thread(start_server, settings)
     logger.info("local backend listening on {}", server.url)
     try:

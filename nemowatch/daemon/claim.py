@@ -43,7 +43,7 @@ from pathlib import Path
 from loguru import logger
 
 from nemowatch.errors import UserError
-from nemowatch.fsutil import atomic_write, fsync_dir
+from nemowatch.fsutil import atomic_write, fit_name, fsync_dir
 
 RECORD = ".claim"
 # Sizes must match exactly; mtimes within FAT's 2 s resolution (a copy to vfat/exFAT rounds them).
@@ -59,7 +59,9 @@ class ClaimError(UserError):
 def claim(job: Path, work_root: Path) -> Path:
     """Move ``job`` (a folder or ``NAME.txt``) out of the inbox; returns its new path in the work area."""
     work_root.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^\w.-]+", "_", job.name)[:60].lstrip(".") or "job"
+    # A readable hint of the job in the claim folder's name (stamp + it + mkdtemp's 8 characters
+    # stay far below NAME_MAX, whatever the job's name: 60 bytes, not characters).
+    safe = fit_name(re.sub(r"[^\w.-]+", "_", job.name).lstrip(".") or "job", room=60)
     unique = Path(tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-", dir=work_root))
     target = unique / job.name
     _write_record(unique, job, "claiming")

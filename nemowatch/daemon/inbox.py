@@ -10,6 +10,7 @@ Interface (used by ``service.py``; every method runs on the event loop's thread)
     w.rescan()           # full scan: catches what events missed (queue overflow, brand-new folders)
     w.pending()          # [{"name", "path", "reason"}]: reason "settling" | "busy: x.part" | "no prompt.txt"
     w.orphans()          # folders holding media but no prompt.txt for orphan_after_s (logged once each)
+    w.skipped_links()    # {name: reason}: symlinked job folders / NAME.txt in the inbox (logged once each)
     await w.stop()
     w.scans, w.events    # counters: readiness checks (one fingerprint each) and file-system events seen
 
@@ -50,11 +51,12 @@ from watchdog.observers.polling import PollingObserver
 from nemowatch.daemon.jobscan import (
     Fingerprint,
     JobScan,
-    inbox_candidates,
+    inbox_entries,
     is_candidate_name,
     is_ignored,
     job_name,
     scan_job,
+    skipped_link_line,
 )
 from nemowatch.errors import UserError
 
@@ -158,6 +160,7 @@ class InboxWatcher:
         self._observer: BaseObserver | None = None
         self._rescanner: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
+        self._links: dict[str, str] = {}  # symlinks skipped in the inbox → why (each warned about once)
 
     @classmethod
     def from_config(
@@ -279,7 +282,9 @@ class InboxWatcher:
 
     def rescan(self) -> None:
         """Look at every entry of the inbox now: new ones get a check, vanished ones are forgotten."""
-        present = {path.name: path for path in inbox_candidates(self.inbox)}
+        candidates, links = inbox_entries(self.inbox)
+        self._note_links(links)
+        present = {path.name: path for path in candidates}
         for name in list(self._jobs):
             job = self._jobs[name]
             if name not in present and not job.checking:
@@ -305,6 +310,8 @@ class InboxWatcher:
                 identity = await asyncio.to_thread(_identity, job.path)
                 if identity is None:
                     self._forget(name)  # claimed, deleted, or not a job at all
+                    if job.path.is_symlink():
+                        self._note_links(inbox_entries(self.inbox)[1])  # say so now, not at the next rescan
                     return
                 if job.reported:
                     if identity == job.identity:
@@ -400,6 +407,16 @@ class InboxWatcher:
             if age >= self.orphan_after_s:
                 found.append(job.path)
         return sorted(found)
+
+    def skipped_links(self) -> dict[str, str]:
+        """Symlinks in the inbox that would be jobs were they not links → why they are skipped."""
+        return dict(self._links)
+
+    def _note_links(self, links: dict[str, str]) -> None:
+        """Remember the inbox's skipped links (from a full listing); warn once about each new one."""
+        for name in sorted(links.keys() - self._links.keys()):
+            logger.warning(skipped_link_line(name, links[name]))
+        self._links = links
 
     def _log_orphans(self) -> None:
         for path in self.orphans():

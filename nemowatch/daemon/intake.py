@@ -3,7 +3,7 @@
 The order, each step recorded before the next (journal meta ``intake``):
 
 1. the intent (stage ``intent``): which inbox entry, under which name;
-2. (stage ``reserved``) ``Outbox.reserve`` — ``outbox/<job>`` (``-2``, ``-3`` when taken), which fixes the job's unique name;
+2. (stage ``reserved``) ``Outbox.reserve_job`` — ``outbox/<job>`` (``-2``, ``-3`` when taken), which fixes the job's unique name;
 3. (stage ``claimed``) ``claim()`` — the files leave the inbox for ``state/work/<claim>/`` (claim.py keeps its own
    crash record there);
 4. ``Journal.add_job`` — from here the pipeline owns the job; the intent is cleared and
@@ -50,7 +50,8 @@ class Intake:
             return None
         intent = {"source": str(source), "name": job_name(source), "kind": _kind(source), "stage": "intent"}
         self.journal.put_meta(facts.INTAKE, intent)
-        intent.update(outbox=str(self.outbox.reserve(intent["name"])), stage="reserved")
+        out_dir, unique = self.outbox.reserve_job(intent["name"])
+        intent.update(outbox=str(out_dir), job=unique, stage="reserved")
         self.journal.put_meta(facts.INTAKE, intent)
         try:
             files = claim(source, self.work_root)
@@ -83,7 +84,8 @@ class Intake:
             else:
                 name = job_name(files)
                 pending = {"source": str(files), "name": name, "kind": _kind(files)}
-                pending["outbox"] = str(self.outbox.reserve(name))
+                out_dir, unique = self.outbox.reserve_job(name)
+                pending.update(outbox=str(out_dir), job=unique)
             logger.info("recording job {}, claimed just before the daemon stopped", files.name)
             recorded.append(self._record(pending, files))
         if intent:
@@ -96,7 +98,9 @@ class Intake:
 
     def _record(self, intent: dict[str, str], files: Path) -> JobRecord:
         out_dir = Path(intent["outbox"])
-        record = self.journal.add_job(out_dir.name, intent["kind"], files, out_dir)
+        # The full unique name ("shoot-2"); the folder's name may be shortened to fit the file system.
+        # (An intent from before names were kept has none: its folder's name is the name.)
+        record = self.journal.add_job(intent.get("job") or out_dir.name, intent["kind"], files, out_dir)
         # Not fsynced: lost, the intent names a job the journal knows, and ``recover`` clears it.
         self.journal.put_meta(facts.INTAKE, None, durable=False)
         try:

@@ -123,22 +123,49 @@ def job_name(path: Path) -> str:
 
 def inbox_candidates(inbox: Path) -> list[Path]:
     """Entries directly in the inbox that are (or may become) jobs: folders and ``NAME.txt`` files."""
+    return inbox_entries(inbox)[0]
+
+
+def inbox_entries(inbox: Path) -> tuple[list[Path], dict[str, str]]:
+    """:func:`inbox_candidates`, and the symlinks that would be jobs were they not links: their
+    names → why they are skipped and what to do (one sentence, for the log and ``nemowatch status``)."""
     found: list[Path] = []
+    links: dict[str, str] = {}
     try:
         entries = list(os.scandir(inbox))
     except FileNotFoundError:
-        return found
+        return found, links
     for entry in entries:
         if is_ignored(entry.name) or is_busy(entry.name):
             continue
         try:
+            if entry.is_symlink():
+                if reason := _link_reason(entry):
+                    links[entry.name] = reason
+                continue
             folder = entry.is_dir(follow_symlinks=False)
             text_job = entry.is_file(follow_symlinks=False) and entry.name.casefold().endswith(".txt")
         except OSError:
             continue  # vanished between listing and looking: the next event or rescan sees it
         if folder or text_job:
             found.append(Path(entry.path))
-    return sorted(found, key=lambda p: natural_key(p.name))
+    return sorted(found, key=lambda p: natural_key(p.name)), links
+
+
+def skipped_link_line(name: str, reason: str) -> str:
+    """The warning (and ``nemowatch status`` line) for a symlink skipped in the inbox."""
+    return f"skipped {name} in the inbox: it is {reason}"
+
+
+def _link_reason(entry: os.DirEntry[str]) -> str | None:
+    """Why a symlink in the inbox is not taken as a job (None: it would not be a job anyway)."""
+    # Links are never followed out of the inbox: a link could hand the daemon (and the backend)
+    # any file on the machine, and claiming would move the link, not what it points to.
+    if entry.is_dir():
+        return "a link to a folder; links are never followed — copy the folder into the inbox instead"
+    if entry.name.casefold().endswith(".txt"):
+        return "a link to a text file; links are never followed — copy the file into the inbox instead"
+    return None
 
 
 def is_candidate_name(name: str) -> bool:
@@ -196,6 +223,14 @@ def _scan_folder(root: Path, root_mtime_ns: int) -> JobScan:
                 lst = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            if not prefix and entry.name.casefold() == PROMPT_NAME and not busy_entry:
+                # Whatever it is (a file, a folder, a link leaving the job, a dangling one), the job has
+                # its prompt: one that cannot be read fails the job with that said plainly
+                # (prompt.read_prompt), instead of "no prompt.txt" and a wait that never ends.
+                prints.append((rel, lst.st_size, lst.st_mtime_ns))
+                newest = max(newest, lst.st_mtime_ns)
+                prompts.append((entry.name, Path(entry.path)))
+                continue
             if stat.S_ISLNK(lst.st_mode):
                 target = os.path.realpath(entry.path)
                 if os.path.commonpath([real_root, target]) != real_root:
@@ -226,8 +261,6 @@ def _scan_folder(root: Path, root_mtime_ns: int) -> JobScan:
                 unsupported.append(rel)  # fifos, sockets, devices
             elif is_conflicted(entry.name):
                 conflicted.append(rel)
-            elif not prefix and entry.name.casefold() == PROMPT_NAME:
-                prompts.append((entry.name, Path(entry.path)))
             elif not prefix and entry.name.casefold() == JOB_TOML_NAME and job_toml is None:
                 job_toml = Path(entry.path)
             elif extension(entry.name) in ACCEPTED_EXTENSIONS:

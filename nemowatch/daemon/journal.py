@@ -19,6 +19,7 @@ durable too. Losing a ``…ed`` record is the crash the pipeline already recover
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nemowatch.errors import UserError
+from nemowatch.errors import UsageError, UserError
+from nemowatch.fsutil import PRIVATE_FILE_MODE
 from nemowatch.states import JobState
 
 JOURNAL_FILE = "journal.sqlite3"
@@ -115,24 +117,40 @@ class Journal:
         # The daemon uses the journal from its event loop thread, but a worker thread (a scheduler
         # job, an executor) may touch it too: one connection, serialised by a lock.
         self._lock = threading.RLock()
-        if read_only:
-            if not self.path.exists():
-                raise UserError(
-                    f"there is no journal at {self.path} yet",
-                    "start the daemon once with `nemowatch run` (or `nemowatch once`)",
-                    code="no_journal",
-                )
+        if read_only and not self.path.exists():
+            raise UsageError(
+                f"there is no journal at {self.path} yet",
+                "start the daemon once with `nemowatch run` (or `nemowatch once`)",
+                code="no_journal",
+            )
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(
+                f"the journal {self.path} cannot be read ({exc})",
+                "if it is damaged or not nemowatch's, move it away: the daemon starts a fresh one"
+                " (finished jobs stay in the outbox)",
+                code="journal_unreadable",
+            ) from None
+        self._db.row_factory = sqlite3.Row
+
+    def _open(self) -> None:
+        """Connect (read-only, or read-write with the schema brought up to date); the first read
+        tells a file that is no SQLite database apart."""
+        if self.read_only:
             self._db = sqlite3.connect(
                 f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10
             )
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA user_version").fetchone()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database's mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
 
     # -- lifecycle ---------------------------------------------------------------------------
 

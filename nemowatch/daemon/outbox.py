@@ -4,6 +4,7 @@ Interface (used by ``pipeline.py`` and ``service.py``)::
 
     box = Outbox(root)
     job_dir = box.reserve("shoot")                 # outbox/shoot, or shoot-2, shoot-3 … (atomic mkdir)
+    job_dir, name = box.reserve_job("shoot")       # … and the job's unique name ("shoot-2"), never shortened
     box.write_status(job_dir, "uploading 3/7")     # STATUS.txt: one line, replaced atomically
     box.write_result(job_dir, {...})               # result.json: pretty JSON, replaced atomically, fsynced
     box.write_failed(job_dir, error, hint=None, inputs=None)  # FAILED.txt: what went wrong, what to do
@@ -16,6 +17,8 @@ Interface (used by ``pipeline.py`` and ``service.py``)::
 Every text written here goes through ``nemowatch.logs.mask``: the token never reaches a file.
 Temp files are hidden and live in the destination folder, so the final rename is atomic; only
 names this module (or the API client's downloads, ``.NAME.part``) produce are ever cleaned up.
+A job name too long for a folder name (255 bytes) gets a shortened folder (``fsutil.fit_name``);
+the job keeps its full name in the journal, result.json and ``nemowatch status``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 from nemowatch.daemon.claim import move_path
 from nemowatch.errors import UserError
-from nemowatch.fsutil import atomic_write, fsync_dir, is_temp_name
+from nemowatch.fsutil import atomic_write, fit_name, fsync_dir, is_temp_name
 from nemowatch.logs import mask
 
 STATUS_FILE = "STATUS.txt"
@@ -70,20 +73,29 @@ class Outbox:
 
     def reserve(self, job_name: str) -> Path:
         """Create ``root/<job>`` (``<job>-2``, ``-3`` … when taken) with one atomic mkdir each try."""
+        return self.reserve_job(job_name)[0]
+
+    def reserve_job(self, job_name: str) -> tuple[Path, str]:
+        """:meth:`reserve`, also returning the job's unique full name (``<job>`` or ``<job>-2``).
+
+        The folder's name is that name shortened when it would not fit (``fsutil.fit_name``): the
+        number stays readable at the end, and the hash of the full name keeps long names apart.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         base = job_name.replace("/", "_").replace(os.sep, "_").strip() or "job"
         if base in (".", ".."):
             base = "job"
         n = 1
         while True:
-            candidate = self.root / (base if n == 1 else f"{base}-{n}")
+            tail = "" if n == 1 else f"-{n}"
+            candidate = self.root / fit_name(base, tail)
             try:
                 candidate.mkdir()
             except FileExistsError:
                 n += 1
                 continue
             fsync_dir(self.root)
-            return candidate
+            return candidate, base + tail
 
     def write_status(self, job_dir: Path, text: str) -> Path:
         """STATUS.txt: the job's current state as one line, swapped in atomically (readers never see half)."""
@@ -209,6 +221,6 @@ def _merge_entry(src: Path, dst: Path) -> None:
     else:
         # Different content under the same name: keep both, the newcomer under a free name.
         n = 2
-        while os.path.lexists(free := dst.with_name(f"{dst.stem} ({n}){dst.suffix}")):
+        while os.path.lexists(free := dst.with_name(fit_name(dst.stem, f" ({n}){dst.suffix}"))):
             n += 1
         move_path(src, free)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,15 +58,71 @@ def split_messages(text: str) -> list[str]:
     return [part for part in parts if part]
 
 
+def prompt_problem(path: Path) -> UserError | None:
+    """Why ``path`` (a job's prompt.txt, or a text job's NAME.txt) is not a readable regular file in
+    its folder, as a UserError saying what to do; None when it is one.
+
+    Checked without opening it: opening a fifo named prompt.txt would block the daemon.
+    """
+    name = path.name
+    missing = UserError(
+        f"{name} is missing",
+        "put a prompt.txt saying what the video should be in the job folder",
+        code="bad_prompt",
+    )
+    try:
+        link = path.lstat()
+    except FileNotFoundError:
+        return missing
+    if stat.S_ISLNK(link.st_mode):
+        folder = os.path.realpath(path.parent)
+        if os.path.commonpath([folder, os.path.realpath(path)]) != folder:
+            return UserError(
+                f"{name} is a link to a file outside the job folder, and such links are never followed",
+                f"copy the text itself into {name} instead of linking to it",
+                code="bad_prompt",
+            )
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return UserError(
+            f"{name} is a link to a file that does not exist",
+            "replace it with a text file saying what the video should be",
+            code="bad_prompt",
+        )
+    if stat.S_ISDIR(st.st_mode):
+        return UserError(
+            f"{name} is a folder, not a text file",
+            f"replace the folder {name} with a text file saying what the video should be",
+            code="bad_prompt",
+        )
+    if not stat.S_ISREG(st.st_mode):
+        return UserError(
+            f"{name} is not a regular file",
+            "replace it with a text file saying what the video should be",
+            code="bad_prompt",
+        )
+    if not os.access(path, os.R_OK):
+        return UserError(
+            f"{name} cannot be read (permission denied)",
+            f"make it readable for the user nemowatch runs as (chmod a+r {name})",
+            code="bad_prompt",
+        )
+    return None
+
+
 def read_prompt(path: Path) -> list[str]:
     """Read prompt.txt (UTF-8, a BOM is fine) into its messages; a UserError when it says nothing."""
     name = path.name
+    problem = prompt_problem(path)
+    if problem is not None:
+        raise problem
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except OSError as exc:
         raise UserError(
-            f"{name} is missing",
-            "put a prompt.txt saying what the video should be in the job folder",
+            f"{name} cannot be read ({exc.strerror or exc})",
+            "check the file, then retry the job",
             code="bad_prompt",
         ) from None
     try:

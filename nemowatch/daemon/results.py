@@ -15,6 +15,7 @@ from typing import Any
 from nemowatch.daemon.journal import JobRecord
 from nemowatch.daemon.mp4info import read_mp4_facts
 from nemowatch.ffmpeg import header_duration, read_header
+from nemowatch.fsutil import NAME_MAX, TEMP_ROOM, fit_name
 
 _SIZE = re.compile(r"Stream #\S+.*?Video:.*?[, ](\d{2,5})x(\d{2,5})[, \[]")
 
@@ -64,8 +65,10 @@ def video_number(index: int, export: str) -> int | None:
 
 
 def video_file_name(job_name: str, number: int | None) -> str:
-    """``<job>.mp4``, or ``<job>-<n>.mp4`` for one of several videos."""
-    return f"{job_name}.mp4" if number is None else f"{job_name}-{number}.mp4"
+    """``<job>.mp4``, or ``<job>-<n>.mp4`` for one of several videos; a long name is shortened
+    (``fsutil.fit_name``) so that the video's hidden download names fit the file system too."""
+    suffix = ".mp4" if number is None else f"-{number}.mp4"
+    return fit_name(job_name, suffix, room=NAME_MAX - TEMP_ROOM)
 
 
 def _indexed(steps: dict[str, dict[str, Any]], prefix: str, suffix: str = "") -> list[dict[str, Any]]:

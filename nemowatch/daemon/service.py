@@ -47,13 +47,14 @@ from nemowatch.daemon.faults import BackendHealth, disk_fault, is_backend_fault,
 from nemowatch.daemon.inbox import InboxWatcher, check_layout
 from nemowatch.daemon.intake import Intake
 from nemowatch.daemon.joblogs import JobLogs
-from nemowatch.daemon.jobscan import inbox_candidates, scan_job
+from nemowatch.daemon.jobscan import inbox_entries, scan_job, skipped_link_line
 from nemowatch.daemon.journal import WAITING_STEP, JobRecord, Journal, journal_path
 from nemowatch.daemon.notify import Notifier, describe_queue
 from nemowatch.daemon.outbox import Outbox
 from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
 from nemowatch.daemon.schedule import PAUSED_TOKEN, Scheduler
-from nemowatch.errors import UserError
+from nemowatch.errors import UsageError, UserError
+from nemowatch.fsutil import private_dir, private_opener, tighten_private
 from nemowatch.logs import Outage, setup_logging
 from nemowatch.states import JobState
 
@@ -144,12 +145,12 @@ def pipeline_settings(cfg: Config) -> PipelineSettings:
 
 def _lock_state(state: Path) -> IO[str]:
     """Hold an exclusive lock on the state folder: two daemons on one journal would run jobs twice."""
-    handle = (state / "daemon.lock").open("a+")
+    handle = open(state / "daemon.lock", "a+", opener=private_opener)  # noqa: SIM115 (held until exit)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise UserError(
+        raise UsageError(
             f"another nemowatch daemon is already using {state}",
             "stop it first (`nemowatch status` shows its pid), or give this one another state folder",
             code="already_running",
@@ -185,6 +186,7 @@ class Daemon:
         self._retakes: dict[Path, asyncio.TimerHandle] = {}  # inbox jobs a blocked disk kept out
         self._once_waiting_since: float | None = None
         self._gave_up = False  # once: left jobs waiting out a passing fault
+        self._untaken = False  # once: a ready job could not be taken from the inbox (exit 1)
         # The state folder's disk refusing the daemon's own facts (heartbeat): said once, not every 30 s.
         self._state_outage = Outage(logger.warning)
         self.watcher: InboxWatcher | None = None
@@ -489,12 +491,14 @@ class Daemon:
                     logger.info("{} could be taken from the inbox after all", path.name)
             except UserError as exc:
                 logger.error("could not take {} from the inbox: {}", path.name, exc)
+                self._untaken = True
             except Exception as exc:
                 fault = disk_fault(exc, str(self.journal.path))
                 if fault is not None:
                     self._retake_later(path, str(fault))
                 elif isinstance(exc, OSError):
                     logger.error("could not take {} from the inbox ({}); it stays there", path.name, exc)
+                    self._untaken = True
                 else:
                     raise
             finally:
@@ -522,7 +526,10 @@ class Daemon:
     def _scan_once(self) -> None:
         """``once``: every complete job now in the inbox is ready; incomplete ones are named and left."""
         pending: dict[str, str] = {}
-        for path in inbox_candidates(self.cfg.inbox):
+        candidates, links = inbox_entries(self.cfg.inbox)
+        for name, why in links.items():
+            logger.warning(skipped_link_line(name, why))
+        for path in candidates:
             try:
                 scan = scan_job(path)
             except FileNotFoundError:
@@ -534,7 +541,9 @@ class Daemon:
             elif path.is_dir():
                 pending[path.name] = reason
                 logger.warning("{} is not taken: {}", path.name, reason)
-        self.journal.put_meta(facts.INBOX, {"pending": pending, "orphans": [], "scanned_at": facts.stamp()})
+        self.journal.put_meta(
+            facts.INBOX, {"pending": pending, "orphans": [], "links": links, "scanned_at": facts.stamp()}
+        )
 
     async def _start_watcher(self, loop: asyncio.AbstractEventLoop) -> None:
         self.watcher = InboxWatcher(
@@ -642,7 +651,10 @@ class Daemon:
 
     def _exit_status(self) -> int:
         if self.once and (
-            self.paused or self._gave_up or any(state is not JobState.DONE for state in self.outcomes.values())
+            self.paused
+            or self._gave_up
+            or self._untaken
+            or any(state is not JobState.DONE for state in self.outcomes.values())
         ):
             return 1
         return 0
@@ -664,8 +676,10 @@ class Daemon:
             if self.watcher is not None:
                 pending = {item["name"]: item["reason"] for item in self.watcher.pending()}
                 orphans = [path.name for path in self.watcher.orphans()]
+                links = self.watcher.skipped_links()
                 self.journal.put_meta(
-                    facts.INBOX, {"pending": pending, "orphans": orphans, "scanned_at": facts.stamp()}
+                    facts.INBOX,
+                    {"pending": pending, "orphans": orphans, "links": links, "scanned_at": facts.stamp()},
                 )
         except Exception as exc:
             fault = disk_fault(exc, str(self.journal.path))
@@ -722,9 +736,12 @@ def _prepare(cfg: Config) -> None:
         check_layout(cfg.inbox, cfg.outbox, cfg.state)
     except UserError as exc:
         raise ConfigError(str(exc)) from None
-    for folder in (cfg.inbox, cfg.outbox, cfg.state / "work"):
+    for folder in (cfg.inbox, cfg.outbox, cfg.state, cfg.state / "work"):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            if folder in (cfg.state, cfg.state / "work"):
+                private_dir(folder)  # the daemon user's alone (0700); inbox and outbox stay shared
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
                 f"cannot create {folder} ({exc.strerror}); check the path and its permissions."
@@ -738,7 +755,18 @@ def run_daemon(cfg: Config, once: bool) -> int:
         inbox=cfg.inbox.resolve(), outbox=cfg.outbox.resolve(), state=cfg.state.resolve()
     )
     _prepare(cfg)
+    # Before the daemon log opens (it may be one of them); an inbox or outbox inside stays shared.
+    widened = tighten_private(cfg.state, skip=(cfg.inbox, cfg.outbox))
     setup_logging(cfg.state)
+    # Said once, when the folder itself was open: what lies in a 0700 folder was never reachable,
+    # so narrowing it (files other code made with the umask's modes) is tidying, not news.
+    if cfg.state in widened:
+        logger.warning(
+            "the state folder {} was open to other users; it is now the daemon user's alone"
+            " (folders 0700, files 0600: {} entries narrowed)",
+            cfg.state,
+            len(widened),
+        )
     lock = _lock_state(cfg.state)
     try:
         return asyncio.run(_run(cfg, once))

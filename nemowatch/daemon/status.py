@@ -10,8 +10,9 @@ from nemowatch.config import Config
 from nemowatch.daemon import facts
 from nemowatch.daemon.journal import JobRecord, Journal, journal_path
 from nemowatch.daemon.outbox import Outbox
-from nemowatch.errors import UserError
+from nemowatch.errors import UsageError
 from nemowatch.local.settings import UNLIMITED_CREDITS
+from nemowatch.logs import escape_controls
 from nemowatch.states import JobState
 
 
@@ -48,6 +49,7 @@ def collect(cfg: Config) -> dict[str, Any]:
             "paused": None,
             "waiting_folders": {},
             "orphan_folders": [],
+            "skipped_links": {},
             "jobs": [],
         }
     with _open(cfg) as journal:
@@ -72,6 +74,7 @@ def collect(cfg: Config) -> dict[str, Any]:
             "paused": journal.get_meta(facts.PAUSED) if running else None,
             "waiting_folders": inbox.get("pending") or {},
             "orphan_folders": inbox.get("orphans") or [],
+            "skipped_links": inbox.get("links") or {},
             "jobs": [_job_dict(record) for record in journal.jobs()],
         }
 
@@ -113,6 +116,8 @@ def _token_line(token: dict[str, Any] | None) -> str:
     return f"token:    {kind}" + (f", expires {expires}" if expires else ", no known expiry")
 
 
+# The widest the job names' column grows; longer names (up to 255 bytes) just run past it.
+NAME_COLUMN = 40
 # Done jobs listed by `status` without --all: after months of jobs the list would fill screens.
 RECENT_DONE = 20
 
@@ -134,6 +139,8 @@ def render_text(info: dict[str, Any], *, show_all: bool = False) -> str:
         lines.append(f"waiting:  {name} ({reason})")
     for name in info["orphan_folders"]:
         lines.append(f"ignored:  {name} (a folder without prompt.txt)")
+    for name, reason in sorted(info["skipped_links"].items()):
+        lines.append(f"skipped:  {name} ({reason})")
     jobs = info["jobs"]
     lines.append(f"jobs:     {len(jobs)}" if jobs else "jobs:     none yet")
     done = [job for job in jobs if job["state"] == JobState.DONE]
@@ -144,14 +151,18 @@ def render_text(info: dict[str, Any], *, show_all: bool = False) -> str:
         lines.append(
             f"  ({len(hidden)} older done jobs not listed; `nemowatch status --all` lists every job)"
         )
-    width = max((len(job["name"]) for job in jobs), default=0)
-    for job in jobs:
+    names = [escape_controls(job["name"]) for job in jobs]
+    # Aligned up to NAME_COLUMN characters: a name of 255 would push every state off the screen.
+    width = min(max((len(name) for name in names), default=0), NAME_COLUMN)
+    for name, job in zip(names, jobs, strict=True):
         state = JobState(job["state"]).human
         detail = f" — {job['detail']}" if job["detail"] else ""
         if job["state"] == JobState.FAILED and job["error"] and not job["detail"]:
             detail = f" — {job['error'].get('message', '')}"
-        lines.append(f"  {job['name']:<{width}}  {state}{detail}")
-    return "\n".join(lines)
+        lines.append(f"  {name:<{width}}  {state}{detail}")
+    # Names, reasons and messages come from the inbox: a newline or an escape sequence in them is
+    # shown escaped, as in the logs, so no job can forge a line or drive the terminal.
+    return "\n".join(escape_controls(line) for line in lines)
 
 
 def status_text(cfg: Config, as_json: bool, show_all: bool = False) -> str:
@@ -177,14 +188,16 @@ def credits_text(cfg: Config) -> str:
 
 def retry_job(cfg: Config, job: str) -> str:
     """`nemowatch retry JOB`: queue a failed job again; the running daemon (or the next start) takes it."""
+    if not journal_path(cfg.state).exists():
+        _open(cfg).close()  # raises "no journal yet" (a usage error) instead of creating an empty one
     with _open(cfg, read_only=False) as journal:
         record = journal.find(job)
         if record is None:
             names = sorted({r.outbox_dir.name for r in journal.jobs()})
             known = ", ".join(names) if names else "none yet"
-            raise UserError(f"there is no job named {job!r}", f"the jobs are: {known}", code="unknown_job")
+            raise UsageError(f"there is no job named {job!r}", f"the jobs are: {known}", code="unknown_job")
         if record.state is not JobState.FAILED:
-            raise UserError(
+            raise UsageError(
                 f"job {record.name!r} is {record.state.human}, not failed",
                 "only a failed job can be retried",
                 code="not_failed",
@@ -198,4 +211,4 @@ def retry_job(cfg: Config, job: str) -> str:
     who = (
         "the running daemon picks it up within seconds" if running else "start `nemowatch run` to process it"
     )
-    return f"{record.name} queued again (attempt {record.attempt + 1}); {who}."
+    return escape_controls(f"{record.name} queued again (attempt {record.attempt + 1}); {who}.")
