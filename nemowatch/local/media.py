@@ -17,7 +17,7 @@ _VIDEO_STREAM = re.compile(r"Stream #\S+.*?: Video: (?P<rest>.*)")
 _AUDIO_STREAM = re.compile(r"Stream #\S+.*?: Audio: ")
 _SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
 _ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
-_COPIED_TIME = re.compile(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)")
+_COPIED_TIME = re.compile(r"\btime=(\d+):(\d+):(\d+(?:\.\d+)?)")
 # What ffmpeg says when a header's duration is a guess, and when an MP4 has no index.
 _ESTIMATED = "Estimating duration from bitrate"
 _NO_INDEX = "moov atom not found"
@@ -26,6 +26,10 @@ _NO_INDEX = "moov atom not found"
 # MP4, M4A, MP3 and WebM); a cut-off copy usually lacks a large part.
 SHORT_BY_S = 1.0
 SHORT_BY_FRACTION = 0.05
+# How much of a file's end is read to find its last packets (more than SHORT_BY_S).
+TAIL_S = 3.0
+# Every video and audio packet copied to nowhere: reads the packets without decoding them.
+_COPY_TO_NOWHERE = ("-map", "0:v?", "-map", "0:a?", "-c", "copy", "-f", "null", "-")
 # Pixel formats that carry an alpha plane (yuva420p, rgba, argb, bgra, ya8, pal8 with alpha is rare).
 _ALPHA_FORMAT = re.compile(r"\b(yuva\w*|rgba\w*|argb|bgra|abgr|gbrap\w*|ya8|ya16\w*)\b")
 
@@ -112,14 +116,14 @@ def _has_real_alpha(img: Image.Image) -> bool:
 
 def _probe_av(path: Path, media_id: str, name: str, kind: str) -> MediaItem:
     """Parse ``ffmpeg -i`` (there is no ffprobe in imageio-ffmpeg) for streams, size and duration,
-    and refuse a file whose packets end clearly before the length its header states."""
+    and refuse a copy cut short."""
     noun = "a video" if kind == "video" else "an audio file"
     hint = (
         "re-export it as MP4 (H.264/AAC) or remove it from the job"
         if kind == "video"
         else ("re-export it as MP3 or WAV, or remove it from the job")
     )
-    info, readable_s = _ffmpeg_info(path, name, noun, hint)
+    info, tail_end = _ffmpeg_info(path, name, noun, hint)
     video_line = _VIDEO_STREAM.search(info)
     has_audio = _AUDIO_STREAM.search(info) is not None
     if video_line is None and not has_audio:
@@ -147,14 +151,11 @@ def _probe_av(path: Path, media_id: str, name: str, kind: str) -> MediaItem:
     if stated is None or _ESTIMATED in info:
         # No length in the header, or only a guess from the bitrate (VBR MP3s without a Xing
         # header, WAVs cut short): the packets' own length is the true one.
-        duration = readable_s or stated
+        duration = _packets_end(path) or stated
     else:
         duration = stated
-        if readable_s is not None and stated - readable_s > max(SHORT_BY_S, SHORT_BY_FRACTION * stated):
-            raise MediaError(
-                f"{name} is cut short: its header says {stated:.1f} s but only {readable_s:.1f} s can be decoded",
-                "copy it again from the original",
-            )
+        if tail_end is None or tail_end < stated - _slack(stated):
+            _refuse_if_cut_short(path, name, stated)
     if not duration or duration <= 0:
         raise MediaError(f"{name} could not be read as {noun}: its length is unknown or zero", hint)
     return MediaItem(
@@ -171,16 +172,14 @@ def _probe_av(path: Path, media_id: str, name: str, kind: str) -> MediaItem:
 
 
 def _ffmpeg_info(path: Path, name: str, noun: str, hint: str) -> tuple[str, float | None]:
-    """What ``ffmpeg -i path`` says about the file, and how many seconds of packets it holds.
+    """What ``ffmpeg -i path`` says about the file, and where the packets of its last seconds end.
 
-    One ffmpeg run: it prints the header as ``-i`` does, then copies every video and audio
-    packet to nowhere (no decoding) and reports the time it reached. For a freshly uploaded
-    file that read comes from the page cache: about as fast as ``-i`` alone (bench/probe_bench.py).
-    A copy cut short still has its full header (MP4s with the index in front, MP3s with a
-    Xing header, WebM), but its packets stop where the copy stopped.
+    One ffmpeg run: ``-sseof`` seeks to TAIL_S before the end the header states (from the
+    start when it states none, or less), and the packets from there on are copied to nowhere,
+    not decoded. Reading only the tail keeps the probe as fast for a 500 MB clip as for a
+    short one (bench/probe_bench.py); a copy cut short has no packets there.
     """
-    args = ["-hide_banner", "-nostdin", "-i", str(path)]
-    args += ["-map", "0:v?", "-map", "0:a?", "-c", "copy", "-f", "null", "-"]
+    args = ["-hide_banner", "-nostdin", "-sseof", f"-{TAIL_S}", "-i", str(path), *_COPY_TO_NOWHERE]
     try:
         text = run_to_end(args)
     except subprocess.TimeoutExpired as exc:
@@ -188,9 +187,49 @@ def _ffmpeg_info(path: Path, name: str, noun: str, hint: str) -> tuple[str, floa
             f"{name} could not be read as {noun}: ffmpeg took too long to open it", hint
         ) from exc
     header, _, copied = text.partition("\nStream mapping:")
-    # The last progress line is the final one; "time=N/A" (no packet at all) tells nothing.
-    times = _COPIED_TIME.findall(copied)
-    return header, clock_seconds(*times[-1]) if times else None
+    stated = header_duration(header)
+    return header, _copied_end(copied, max(0.0, stated - TAIL_S) if stated else 0.0)
+
+
+def _slack(stated: float) -> float:
+    """How far before its header's end a whole file's packets may end (see SHORT_BY_S)."""
+    return max(SHORT_BY_S, SHORT_BY_FRACTION * stated)
+
+
+def _refuse_if_cut_short(path: Path, name: str, stated: float) -> None:
+    """Read the whole file and refuse it when its packets end clearly before the ``stated`` length.
+
+    For files whose last seconds are missing: a copy cut short (a phone sync that stopped)
+    keeps a header that states the whole length (MP4s with the index in front, MP3s with a
+    Xing header, WebM) but holds only the packets up to the cut; rendered, the video would
+    freeze on its last decodable frame. The whole read says how much of it is there.
+    """
+    readable = _packets_end(path)
+    if readable is not None and stated - readable > _slack(stated):
+        raise MediaError(
+            f"{name} is cut short: its header says {stated:.1f} s but only {readable:.1f} s can be decoded",
+            "copy it again from the original",
+        )
+
+
+def _packets_end(path: Path) -> float | None:
+    """Where the file's video and audio packets end (seconds), all of them copied to nowhere."""
+    try:
+        text = run_to_end(["-hide_banner", "-nostdin", "-i", str(path), *_COPY_TO_NOWHERE])
+    except subprocess.TimeoutExpired:
+        return None
+    return _copied_end(text.partition("\nStream mapping:")[2], 0.0)
+
+
+def _copied_end(report: str, start: float) -> float | None:
+    """The end of the copied packets from ffmpeg's report after "Stream mapping:", read from
+    ``start``; None when it reports no time (no packet at all, or a failed read).
+
+    The last progress line is the final one. Its time counts from the seek point; a seek past
+    the packets prints a negative time or "N/A", which the pattern leaves out.
+    """
+    times = _COPIED_TIME.findall(report)
+    return start + clock_seconds(*times[-1]) if times else None
 
 
 def _ffmpeg_reason(info: str) -> str:
