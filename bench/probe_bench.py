@@ -2,9 +2,10 @@
 
 Makes a phone-like 30-second 1080p30 H.264/AAC clip (about 16 Mbit/s, moov at the end as a
 phone writes it), the same clip six times over (3 minutes, about 365 MB) and a 3-minute MP3,
-then probes each several times and prints the median and the slowest wall time. Besides the header, the probe reads the file's last seconds to check
-that its packets reach the length its header states (a cut-off copy from a phone sync is
-refused); the long clip shows that this costs the same whatever the file's size.
+then probes each several times and prints the median and the slowest wall time. Besides the
+header, the probe reads the file's last seconds to check that its packets reach the length its
+header states (a cut-off copy from a phone sync is refused); the long clip shows that this
+costs the same whatever the file's size.
 
 On 2026-12-08 (two shared cores, load 5-7; medians of 7): before the check 19-20 ms for the
 30 s clip, 19-23 ms for the 3-minute one, 11-13 ms for the MP3; with it 28-46 ms, 28 ms and
