@@ -60,7 +60,7 @@ def _load_prctl() -> _Prctl | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        function = ctypes.CDLL(None, use_errno=True).prctl
+        function = ctypes.CDLL(None).prctl  # no use_errno: nothing reads it, and it costs the child work
     except (OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
