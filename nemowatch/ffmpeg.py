@@ -89,8 +89,9 @@ def die_with_parent(parent: int | None = None) -> Callable[[], None] | None:
       another parent and no signal will come, so it compares ``getppid()`` with ``parent``
       (this process's pid, read now, before the fork) and kills itself.
     - In a threaded program the child may run only async-signal-safe work before exec: the
-      function below makes one foreign call and two plain system calls, with every name
-      bound beforehand; no import, no lock, no logging.
+      function below makes one foreign call (resolved at import) and a system call or three
+      (getppid; getpid and kill in the race), every name bound beforehand; no import, no
+      lock, no logging.
 
     ``parent`` is for tests (a pid that is not the parent). None where prctl does not exist.
     """
