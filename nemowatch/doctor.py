@@ -312,17 +312,21 @@ def check_watch_limit(cfg: Config) -> Check | None:
 
 def check_ffmpeg(cfg: Config) -> Check:
     """The ffmpeg binary runs and can encode H.264 (the local backend renders with it)."""
-    from nemowatch.ffmpeg import MIN_MAJOR, ffmpeg_exe, version_major
+    from nemowatch.ffmpeg import MIN_MAJOR, die_with_parent, ffmpeg_exe, version_major
 
     needed = cfg.backend == "local"
     missing = FAIL if needed else WARN
     try:
         exe = ffmpeg_exe()
-        version = subprocess.run(
-            [exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30
-        )
-        encoders = subprocess.run(
-            [exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30
+        version, encoders = (
+            subprocess.run(
+                [exe, "-hide_banner", what],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                preexec_fn=die_with_parent(),
+            )
+            for what in ("-version", "-encoders")
         )
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         purpose = "the local backend renders with it" if needed else "result.json measures videos with it"

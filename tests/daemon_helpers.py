@@ -178,13 +178,15 @@ def photo(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (320,
     return path
 
 
-def clip(path: Path, seconds: float = 2, size: str = "320x180") -> Path:
-    """A test-pattern video with a tone, made by ffmpeg's lavfi sources."""
+def clip(path: Path, seconds: float = 2, size: str = "320x180", *, index_first: bool = False) -> Path:
+    """A test-pattern video with a tone, made by ffmpeg's lavfi sources (``index_first``: moov in front)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    layout = ["-movflags", "+faststart"] if index_first else []
     subprocess.run(
         [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=25:duration={seconds}",
          "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+         *layout, str(path)],
         check=True,
     )  # fmt: skip
     return path
@@ -199,6 +201,13 @@ def music(path: Path, seconds: float = 3) -> Path:
          "-filter_complex", "amix=inputs=2", str(path)],
         check=True,
     )  # fmt: skip
+    return path
+
+
+def cut_in_half(path: Path) -> Path:
+    """Keep the first half of the file's bytes: a copy from a phone sync that stopped midway."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
     return path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tests.daemon_helpers import (
     check_failed,
     clip,
     copy_slowly,
+    cut_in_half,
     make_setup,
     music,
     nemowatch,
@@ -37,6 +39,7 @@ from tests.daemon_helpers import (
 )
 
 GOOD_JOBS = ("photos", "clipmusic", "idea", "twostep")
+CUT_JOBS = ("cutclip", "cutindex", "cutsong")
 
 
 class OnceRun:
@@ -98,10 +101,19 @@ def _drop_jobs(inbox: Path) -> dict[str, dict[str, str]]:
     (link / "secret.jpg").symlink_to("/etc/passwd")
     write_prompt(link, f"{SMALL}\n")
 
+    # Copies a phone sync cut off midway: a clip with its index in front, one with its index at
+    # the end (as phones record), a song with a Xing header; each header states the full length.
+    cut_in_half(clip(inbox / "cutclip" / "clip.mp4", seconds=4, index_first=True))
+    cut_in_half(clip(inbox / "cutindex" / "clip.mp4", seconds=4))
+    cut_in_half(music(inbox / "cutsong" / "song.mp3", seconds=4))
+    for name in ("cutclip", "cutindex", "cutsong"):
+        photo(inbox / name / "ok.jpg", (10, 10, 10))
+        write_prompt(inbox / name, f"{SMALL} with music\n")
+
     photo(inbox / "noprompt" / "x.jpg", (1, 2, 3))  # media but no prompt.txt: not a job yet
     return {
         name: tree_digest(inbox / name if name != "idea" else inbox / "idea.txt")
-        for name in (*GOOD_JOBS, "emptyfile", "unsupported", "latin1", "blank", "escape")
+        for name in (*GOOD_JOBS, *CUT_JOBS, "emptyfile", "unsupported", "latin1", "blank", "escape")
     }
 
 
@@ -170,6 +182,38 @@ def test_bad_input_ends_in_a_clear_failed_txt_and_keeps_the_files(
         assert tree_digest(job_dir / "inputs") == once_run.inputs[job]
     else:
         assert (job_dir / "inputs" / "big.mp4").stat().st_size == 501 * 1000 * 1000
+
+
+@pytest.mark.parametrize(
+    ("job", "what_went_wrong", "what_to_do"),
+    [
+        (
+            "cutclip",
+            r"clip\.mp4 is cut short: its header says 4\.0 s but only \d+\.\d s can be decoded",
+            "copy it again from the original",
+        ),
+        (
+            "cutsong",
+            r"song\.mp3 is cut short: its header says 4\.0 s but only \d+\.\d s can be decoded",
+            "copy it again from the original",
+        ),
+        (
+            "cutindex",
+            r"clip\.mp4 could not be read as a video: its index \(the moov atom\) is missing, "
+            r"as in a copy that was cut short",
+            "copy it again from the original, or remove it from the job",
+        ),
+    ],
+)
+def test_a_file_cut_short_fails_its_job_with_the_backends_sentence_and_keeps_the_files(
+    once_run: OnceRun, job: str, what_went_wrong: str, what_to_do: str
+) -> None:
+    """The local backend's own sentence reaches FAILED.txt, not a generic "unsupported file type"."""
+    job_dir = once_run.setup.outbox / job
+    failed = check_failed(job_dir)
+    said = rf"\nWhat went wrong: {what_went_wrong}\.\nWhat to do: {re.escape(what_to_do)}\.\n"
+    assert re.search(said, failed), failed
+    assert tree_digest(job_dir / "inputs") == once_run.inputs[job]
 
 
 def test_folder_without_prompt_is_left_in_the_inbox(once_run: OnceRun) -> None:

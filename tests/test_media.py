@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -150,3 +151,83 @@ def test_truncated_jpeg_is_caught_at_probe_time_not_at_render_time(tmp_path: Pat
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match=r"gone\.mp4 could not be read"):
         probe(tmp_path / "gone.mp4", "x", "gone.mp4")
+
+
+# -- copies cut short (a phone sync that stopped midway) ------------------------------------------
+
+TRUNCATED_HEADER_S = 6.0
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """6-second files as phones and encoders write them, each with its length in the header."""
+    root = tmp_path_factory.mktemp("whole")
+    testsrc = ["-f", "lavfi", "-i", "testsrc=size=160x90:rate=15:duration=6"]
+    sine = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050:duration=6"]
+    video = ["-pix_fmt", "yuv420p", "-c:v", "libx264", "-c:a", "aac", "-shortest"]
+    out = {name: root / name for name in ("front.mp4", "back.mp4", "song.mp3", "song.m4a", "song.webm")}
+    _ffmpeg(*testsrc, *sine, *video, "-movflags", "+faststart", str(out["front.mp4"]))  # index first
+    _ffmpeg(*testsrc, *sine, *video, str(out["back.mp4"]))  # index last, as a phone records
+    _ffmpeg(*sine, str(out["song.mp3"]))  # with a Xing header that states the length
+    _ffmpeg(*sine, "-c:a", "aac", "-movflags", "+faststart", str(out["song.m4a"]))
+    _ffmpeg(*sine, "-c:a", "libopus", str(out["song.webm"]))
+    return out
+
+
+def _cut(path: Path, folder: Path, fraction: float = 0.5) -> Path:
+    """The first ``fraction`` of the file's bytes under the same name: a copy that stopped."""
+    cut = folder / path.name
+    cut.write_bytes(path.read_bytes()[: int(path.stat().st_size * fraction)])
+    return cut
+
+
+@pytest.mark.parametrize("name", ["front.mp4", "back.mp4", "song.mp3", "song.m4a", "song.webm"])
+def test_whole_files_are_accepted_with_the_length_of_their_header(whole: dict[str, Path], name: str) -> None:
+    item = probe(whole[name], "w", name)
+    assert item.duration_s == pytest.approx(TRUNCATED_HEADER_S, abs=0.1)
+
+
+@pytest.mark.parametrize("name", ["front.mp4", "song.mp3", "song.m4a", "song.webm"])
+def test_a_copy_cut_in_half_is_refused_naming_the_file_and_both_lengths(
+    whole: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    cut = _cut(whole[name], tmp_path)
+    with pytest.raises(MediaError) as caught:
+        probe(cut, "c", name)
+    text = str(caught.value)
+    found = re.fullmatch(
+        rf"{re.escape(name)} is cut short: its header says 6\.0 s but only (\d+\.\d) s can be decoded; "
+        r"copy it again from the original\.",
+        text,
+    )
+    assert found, text
+    assert 1.5 < float(found[1]) < 4.5  # about half of it: what the cut copy really holds
+
+
+def test_a_copy_cut_before_its_index_says_so(whole: dict[str, Path], tmp_path: Path) -> None:
+    cut = _cut(whole["back.mp4"], tmp_path)
+    with pytest.raises(MediaError) as caught:
+        probe(cut, "c", "back.mp4")
+    assert str(caught.value) == (
+        "back.mp4 could not be read as a video: its index (the moov atom) is missing, as in a copy "
+        "that was cut short; copy it again from the original, or remove it from the job."
+    )
+
+
+def test_a_copy_missing_only_its_last_frames_is_still_accepted(
+    whole: dict[str, Path], tmp_path: Path
+) -> None:
+    """Within a second of the header's length is no freeze anyone notices: not worth failing a job."""
+    cut = _cut(whole["front.mp4"], tmp_path, fraction=0.97)
+    item = probe(cut, "c", "front.mp4")
+    assert item.duration_s == pytest.approx(TRUNCATED_HEADER_S, abs=0.1)
+
+
+def test_an_mp3_whose_header_only_guesses_its_length_gets_the_length_it_really_has(tmp_path: Path) -> None:
+    """A VBR MP3 without a Xing header: ffmpeg estimates its length from the first frames' bitrate."""
+    song = tmp_path / "vbr.mp3"
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=330:duration=8", "-q:a", "4", "-write_xing", "0", str(song))
+    assert probe(song, "s", "vbr.mp3").duration_s == pytest.approx(8.0, abs=0.1)
+    (tmp_path / "cut").mkdir()
+    half = _cut(song, tmp_path / "cut")
+    assert probe(half, "s", "vbr.mp3").duration_s == pytest.approx(4.0, abs=0.3)

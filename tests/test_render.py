@@ -536,9 +536,14 @@ def _ffmpeg_writing(target_dir: Path) -> list[int]:
     return pids
 
 
+# Long enough that ffmpeg's first progress report (after 0.5 s) comes before the end on a fast,
+# idle machine (a 20 s zoom at this size renders in about 0.5 s); both tests stop it right there.
+LONG_ZOOM = [{"kind": "image", "src": "p", "motion": "zoom_in", "d": 40000}]
+
+
 def test_a_cancelled_render_kills_ffmpeg_and_leaves_no_file(tmp_path: Path) -> None:
     media = {"p": textured_photo(tmp_path / "p.jpg")}
-    draft = video_draft([{"kind": "image", "src": "p", "motion": "zoom_in", "d": 20000}], music=False)
+    draft = video_draft(LONG_ZOOM, music=False)
 
     def cancel(value: float) -> None:
         if 0 < value < 1:
@@ -553,7 +558,7 @@ def test_a_cancelled_render_kills_ffmpeg_and_leaves_no_file(tmp_path: Path) -> N
 def test_ffmpeg_killed_by_the_system_is_one_sentence_about_memory(tmp_path: Path) -> None:
     """The kernel's OOM killer sends SIGKILL: the user learns why and what to do, not 'exit status -9'."""
     media = {"p": textured_photo(tmp_path / "p.jpg")}
-    draft = video_draft([{"kind": "image", "src": "p", "motion": "zoom_in", "d": 20000}], music=False)
+    draft = video_draft(LONG_ZOOM, music=False)
     killed: list[int] = []
 
     def kill_ffmpeg(value: float) -> None:

@@ -250,6 +250,14 @@ def error_for(env: Envelope, ctx: ErrorContext) -> NemoError:
         )
     if number in (CODE_FILE_TYPE, 415):
         name = ctx.file_name or "the file"
+        said = " ".join(mask(env.msg).split())
+        if ctx.file_name and said.startswith(f"{ctx.file_name} "):
+            # The backend read the file and says what is wrong with it and what to do ("x.mp4 is
+            # cut short: …; copy it again from the original"): its sentence, not a type refusal.
+            message, _, hint = said.rpartition("; ")
+            return UnsupportedFile(
+                message or hint, hint if message else f"use one of: {ACCEPTED_LIST}", **extra
+            )
         return UnsupportedFile(
             f"the backend does not accept {name} (unsupported file type){detail}",
             f"use one of: {ACCEPTED_LIST}",

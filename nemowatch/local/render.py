@@ -28,7 +28,7 @@ from typing import Any
 from PIL import Image
 
 from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, meta_of, segments, tracks
-from nemowatch.ffmpeg import MIN_MAJOR, ffmpeg_exe, header_duration, read_header
+from nemowatch.ffmpeg import MIN_MAJOR, die_with_parent, ffmpeg_exe, header_duration, read_header
 from nemowatch.local import graph as g
 from nemowatch.local.music import write_music_bed
 from nemowatch.local.text import Placed, render_logo, render_text
@@ -765,6 +765,9 @@ def run_ffmpeg(
         text=True,
         errors="replace",
         pass_fds=[stills.read_fd] if stills is not None else [],
+        # Killed by the kernel if this thread or the whole process dies; this function reaps
+        # the process before it returns, so the thread always outlives it (see die_with_parent).
+        preexec_fn=die_with_parent(),
     )
     failures: list[BaseException] = []
 
@@ -781,7 +784,6 @@ def run_ffmpeg(
     if stills is not None:
         stills.close_read_end()  # ffmpeg holds it now; ours would keep a dead ffmpeg's pipe open
         writer = threading.Thread(target=write, args=(stills,), daemon=True)
-        writer.start()
     errors: deque[str] = deque(maxlen=40)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -797,9 +799,11 @@ def run_ffmpeg(
         lines.put(None)
 
     readers = [threading.Thread(target=f, daemon=True) for f in (pump_stderr, pump_stdout)]
-    for reader in readers:
-        reader.start()
     try:
+        # Inside the try: a thread that cannot start must not leave ffmpeg running.
+        for thread in [*readers, writer]:
+            if thread is not None:
+                thread.start()
         while True:
             try:
                 line = lines.get(timeout=STALL_TIMEOUT_S)
@@ -838,10 +842,11 @@ def run_ffmpeg(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if writer is not None:
+        if writer is not None and writer.ident is not None:
             writer.join()
         for reader in readers:
-            reader.join(timeout=5)
+            if reader.ident is not None:
+                reader.join(timeout=5)
         for stream in (proc.stdout, proc.stderr):  # now, not whenever a raised error is collected
             if stream is not None:
                 stream.close()
@@ -857,7 +862,9 @@ def render_video(
     """Render ``draft`` to an MP4 at ``out`` (H.264 High, yuv420p, AAC, 30 fps); blocking.
 
     ``resolve`` maps a media id from the draft to its file. The file at ``out`` appears only
-    when the render succeeded (it is written aside and renamed).
+    when the render succeeded (it is written aside and renamed). Everything the render writes
+    meanwhile (the part file, text images, the music bed, the filter graphs) lives in ``out``'s
+    folder under hidden names, so the owner of that folder can clear what a killed render left.
     """
     meta = meta_of(draft) if isinstance(draft, dict) else {}
     total = g.frames(duration_ms(draft))
@@ -867,7 +874,7 @@ def render_video(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(f".{out.name}.part")
-    with tempfile.TemporaryDirectory(prefix="nemowatch-render-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent) as tmp:
         job = Job(width, height, total, Path(tmp), resolve)
         try:
             args = build_command(draft, job, part)

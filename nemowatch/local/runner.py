@@ -16,7 +16,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from nemowatch.local.store import RENDER_ACTIVE, RenderRecord, Store, new_id
+from nemowatch.local.store import RENDER_ACTIVE, RenderRecord, Store
 
 # A render interrupted this many times (server restarts mid-render) is reported failed
 # instead of being started yet again: something about it keeps taking the server down.
@@ -45,10 +45,11 @@ class RenderRunner:
 
     async def start(self) -> None:
         """Resume every render a previous run left pending or processing (or fail it, if it keeps dying)."""
-        # Temp files of renders a killed server left behind: their attempts are over.
-        for stale in (self.store.root / "renders").glob(".*.part.mp4"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        # What renders of a killed server left behind: their attempts are over (any ffmpeg
+        # of theirs died with that server: see ffmpeg.die_with_parent).
+        removed = self.store.remove_leftovers()
+        if removed:
+            logger.info("local backend: removed {} file(s) left by interrupted renders", removed)
         for render in list(self.store.renders.values()):
             if render.status not in RENDER_ACTIVE:
                 continue
@@ -88,10 +89,8 @@ class RenderRunner:
             if self._take_failure():
                 self._finish(render, "failed", "the render failed (simulated failure, a testing aid)")
                 return
-            # Each attempt writes its own temp file: a stale thread of a stopped server cannot
-            # collide with the attempt that resumed it, and only a whole file is renamed in place.
-            final = self.store.render_file(render.id)
-            part = final.with_name(f".{render.id}.{new_id('', 4)}.part.mp4")
+            # Only a whole file is renamed in place (see Store.attempt_file).
+            part = self.store.attempt_file(render.id)
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(self._pool, self._render_blocking, render, part, loop)

@@ -6,6 +6,8 @@ Everything lives under ``<state>/local-backend``::
     uploads/<sid>/<file>     the uploaded media, byte for byte
     renders/<id>.json        one render: status, progress, error, the draft it renders
     renders/<id>.mp4         the finished video
+    tmp/                     what renders in progress write (part files, text images, filter
+                             graphs); emptied at every start, when no render can be running
     tokens.json              sha256 of each issued token → user and expiry (never the token itself)
     claims.json              sha256 of each claim token → session and expiry
     credits.json             the credit balance and the budget it started from
@@ -33,7 +35,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from nemowatch.fsutil import atomic_write
+from nemowatch.fsutil import atomic_write, is_temp_name
 
 # Renders in these states still have work ahead of them (resumed at start-up).
 RENDER_ACTIVE = ("pending", "processing")
@@ -124,7 +126,7 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        for sub in ("sessions", "uploads", "renders"):
+        for sub in ("sessions", "uploads", "renders", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.sessions: dict[str, SessionRecord] = {}
         self.renders: dict[str, RenderRecord] = {}
@@ -234,6 +236,36 @@ class Store:
     def render_file(self, render_id: str) -> Path:
         """Where a finished render's MP4 lives."""
         return self.root / "renders" / f"{render_id}.mp4"
+
+    def attempt_file(self, render_id: str) -> Path:
+        """Where one attempt at a render writes its MP4 before it is moved to :meth:`render_file`.
+
+        A name of its own per attempt: a stale thread of a stopped server cannot collide with the
+        attempt that resumed it. The renderer keeps its scratch files next to it, in ``tmp/``.
+        """
+        return self.root / "tmp" / f"{render_id}.{new_id('', 4)}.mp4"
+
+    def remove_leftovers(self) -> int:
+        """Delete what renders and writes cut off by a kill left behind; returns how many entries.
+
+        Only for start-up, before any render runs: ``tmp/`` then holds nothing but leftovers
+        (part files, scratch folders), and a hidden temp name in ``sessions/`` or ``renders/``
+        is a JSON write that never reached its rename (older versions also wrote their render
+        part files into ``renders/``, under hidden names).
+        """
+        removed = 0
+        for entry in (self.root / "tmp").iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        for folder in (self.root, self.root / "sessions", self.root / "renders"):
+            for entry in folder.glob(".*"):
+                if entry.is_file() and (is_temp_name(entry.name) or ".part" in entry.name):
+                    entry.unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     # -- retention -----------------------------------------------------------------------------------
 
