@@ -4,10 +4,12 @@
 
 1. Backend: `nemowatch run` (cloud mode) against `nemowatch serve` on loopback. A job is dropped;
    once its render is submitted the backend is SIGKILLed (its port refuses connections). When the
-   job waits for the backend, the backend is started again on the same port. Measured: from the
+   job waits for the backend, the backend is started again on the same port after a random part of
+   ``--every`` (an outage ends at no particular moment of the probe schedule). Measured: from the
    backend's return to the job leaving ``waiting_backend`` (resumed), and to ``done``.
 2. Outbox (root only: it mounts a tmpfs): the outbox is a full 4 MB tmpfs; a job is dropped and
-   waits in ``waiting_outbox``; the filler is deleted. Measured: from the freed space to ``done``.
+   waits in ``waiting_outbox``; the filler is deleted (again after a random part of ``--every``).
+   Measured: from the freed space to ``done``.
 
 ``--every`` is ``jobs.retry_every_s`` (the default, 60 s, is what users run with): the resume time
 is bounded by it, plus one probe. Prints one line a run, then the median and the maximum.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -75,6 +78,8 @@ def backend_run(root: Path, every: float) -> tuple[float, float]:
         backend.proc.send_signal(signal.SIGKILL)
         backend.proc.wait()
         wait_for(lambda: status_of(job_dir).startswith("waiting for the backend"), "the wait", timeout=LIMIT_S)
+        # An outage ends at no particular moment of the probe schedule.
+        time.sleep(random.uniform(0, every))
         backend = serve_backend(root / "api", port=port)
         back = time.monotonic()
         wait_for(
@@ -109,6 +114,7 @@ def outbox_run(root: Path, every: float) -> float:
             wait_for(
                 lambda: journal_state(setup.config, "full") == "waiting_outbox", "the wait", timeout=LIMIT_S
             )
+            time.sleep(random.uniform(0, every))
             filler.unlink()
             freed = time.monotonic()
             wait_for(lambda: status_of(setup.outbox / "full") == "done", "done", timeout=LIMIT_S, every=0.1)

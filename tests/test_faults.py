@@ -137,8 +137,8 @@ def test_an_outage_in_the_middle_of_a_job_ends_in_done_not_failed(tmp_path: Path
         wait_for(lambda: status_of(setup.outbox / "after") == "done", "the next job")
         check_done(setup.outbox / "after", inputs=second)
     finally:
-        assert stop_daemon(daemon) == 0
         backend.stop()
+        assert stop_daemon(daemon) == 0
     output = daemon_output(setup)
     no_noise(output)
     assert "the backend answers again" in output
