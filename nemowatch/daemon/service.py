@@ -22,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import os
 import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from loguru import logger
 
@@ -36,14 +35,16 @@ from nemowatch.api.errors import TokenRejected
 from nemowatch.config import Config, ConfigError
 from nemowatch.daemon import facts
 from nemowatch.daemon.backend import open_backend
-from nemowatch.daemon.inbox import InboxWatcher, check_layout
+from nemowatch.daemon.inbox import InboxWatcher, Missing, check_layout
 from nemowatch.daemon.intake import Intake
 from nemowatch.daemon.joblogs import JobLogs
 from nemowatch.daemon.jobscan import inbox_candidates, scan_job
 from nemowatch.daemon.journal import JobRecord, Journal, journal_path
+from nemowatch.daemon.lock import DaemonLock
 from nemowatch.daemon.notify import Notifier, describe_queue
 from nemowatch.daemon.outbox import Outbox
 from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
+from nemowatch.daemon.presence import StateGuard
 from nemowatch.daemon.schedule import PAUSED_TOKEN, Scheduler
 from nemowatch.errors import UserError
 from nemowatch.logs import setup_logging
@@ -123,21 +124,6 @@ def pipeline_settings(cfg: Config) -> PipelineSettings:
     return settings
 
 
-def _lock_state(state: Path) -> IO[str]:
-    """Hold an exclusive lock on the state folder: two daemons on one journal would run jobs twice."""
-    handle = (state / "daemon.lock").open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise UserError(
-            f"another nemowatch daemon is already using {state}",
-            "stop it first (`nemowatch status` shows its pid), or give this one another state folder",
-            code="already_running",
-        ) from None
-    return handle
-
-
 class Daemon:
     """One run of the daemon (``run`` or ``once``) over one journal."""
 
@@ -149,6 +135,9 @@ class Daemon:
         self.crash_hook = CrashHook.from_env()
         path = journal_path(cfg.state)
         self.journal = CrashingJournal(path, self.crash_hook) if self.crash_hook else Journal(path)
+        # The state folder and journal as opened now; losing either stops the daemon (exit status 1).
+        self.state_guard = StateGuard(cfg.state, path)
+        self.state_lost: UserError | None = None
         self.outbox = Outbox(cfg.outbox)
         self.intake = Intake(self.journal, self.outbox, self.work_root)
         self.notifier = Notifier.from_env()
@@ -182,6 +171,7 @@ class Daemon:
         self.journal.put_meta(facts.PAUSED, None)
         self._previous = self.journal.get_meta(facts.DAEMON)
         self._write_daemon_fact(started=True)
+        state_guard = asyncio.create_task(self._guard_state(), name="state-guard")
         intake_task: asyncio.Task[None] | None = None
         try:
             async with open_backend(self.cfg) as client:
@@ -220,6 +210,7 @@ class Daemon:
         finally:
             if intake_task is not None:
                 intake_task.cancel()
+            state_guard.cancel()
             self.notifier.stopping()
             if self.scheduler is not None:
                 self.scheduler.shutdown()
@@ -331,10 +322,17 @@ class Daemon:
         """SIGTERM/SIGINT: stop taking jobs and leave the loop."""
         if not self._stop.is_set():
             name = sig.name if sig is not None else "stop"
-            logger.info("{}: stopping (unfinished jobs resume on the next start)", name)
+            if self.state_lost is None:  # else the journal they would resume from is gone
+                logger.info("{}: stopping (unfinished jobs resume on the next start)", name)
             self.notifier.stopping()
         self._stop.set()
         self._wake.set()
+
+    async def _guard_state(self) -> None:
+        """Stop, as SIGTERM would but with exit status 1, once the state folder or journal is lost."""
+        self.state_lost = await self.state_guard.watch()
+        logger.error(str(self.state_lost))
+        self.request_stop()
 
     def pause(self, reason: str) -> None:
         """Hold the queue (the token was rejected): no job starts until a restart with a valid token."""
@@ -361,8 +359,8 @@ class Daemon:
         """Claim ready jobs one at a time (in a thread: a copy across file systems may take a while)."""
         while True:
             path = await self._ready.get()
-            if self._stop.is_set():
-                continue
+            if self._stop.is_set() or self._inbox_missing():
+                continue  # a missing inbox: the watcher hands its jobs over again once it is back
             self._intake_busy = True
             try:
                 await asyncio.to_thread(self.intake.take, path)
@@ -400,6 +398,7 @@ class Daemon:
             rescan_s=self.cfg.rescan_s,
             on_ready=self._on_ready,
             loop=loop,
+            on_presence=self._heartbeat,  # `status` shows a lost (or returned) inbox at once
         )
         await self.watcher.start()
         logger.info(
@@ -461,6 +460,8 @@ class Daemon:
         return True
 
     def _exit_status(self) -> int:
+        if self.state_lost is not None:
+            return 1
         if self.once and (self.paused or any(state is not JobState.DONE for state in self.outcomes.values())):
             return 1
         return 0
@@ -470,7 +471,9 @@ class Daemon:
         counts: dict[JobState, int] = {}
         for record in jobs:
             counts[record.state] = counts.get(record.state, 0) + 1
-        text = self.paused or describe_queue(counts, self.cfg.inbox)
+        missing = self._inbox_missing()
+        trouble = f"the inbox {self.cfg.inbox} {missing.reason}; waiting for it" if missing else None
+        text = self.paused or trouble or describe_queue(counts, self.cfg.inbox)
         if text != self._status:
             self._status = text
             self.notifier.status(text)
@@ -479,11 +482,11 @@ class Daemon:
         """Every ``facts.HEARTBEAT_S``: prove liveness and record the folders the inbox is waiting on."""
         self._write_daemon_fact()
         if self.watcher is not None:
-            pending = {item["name"]: item["reason"] for item in self.watcher.pending()}
-            orphans = [path.name for path in self.watcher.orphans()]
-            self.journal.put_meta(
-                facts.INBOX, {"pending": pending, "orphans": orphans, "scanned_at": facts.stamp()}
-            )
+            self.journal.put_meta(facts.INBOX, self.watcher.report())
+
+    def _inbox_missing(self) -> Missing | None:
+        """Why the watched inbox is gone, or None (also None in ``once``, which watches nothing)."""
+        return self.watcher.missing if self.watcher is not None else None
 
     def _write_daemon_fact(self, *, started: bool = False, stopped: bool = False) -> None:
         fact = self.journal.get_meta(facts.DAEMON) or {}
@@ -548,12 +551,10 @@ def run_daemon(cfg: Config, once: bool) -> int:
         inbox=cfg.inbox.resolve(), outbox=cfg.outbox.resolve(), state=cfg.state.resolve()
     )
     _prepare(cfg)
-    setup_logging(cfg.state)
-    lock = _lock_state(cfg.state)
-    try:
+    # Before the logging: a refused second daemon must not write (or rotate) the first one's log.
+    with DaemonLock.acquire(cfg.inbox, cfg.state):
+        setup_logging(cfg.state)
         return asyncio.run(_run(cfg, once))
-    finally:
-        lock.close()
 
 
 async def _run(cfg: Config, once: bool) -> int:
