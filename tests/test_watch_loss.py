@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from nemowatch.daemon.presence import Looker
 from tests.daemon_helpers import (
     SMALL,
     WAIT_TIMEOUT_S,
@@ -323,3 +325,25 @@ handle.truncate(0); handle.write(f"{os.getpid()}\\n"); handle.flush()
 print("locked", flush=True)
 time.sleep(600)
 """
+
+
+# -- the look that must not hang the daemon --------------------------------------------------------
+
+
+async def test_a_look_that_hangs_is_abandoned_and_never_piled_up() -> None:
+    """A stat on a hung network share: the look gives up (None), and the next one waits for the same call."""
+    release = threading.Event()
+    calls: list[int] = []
+
+    def hung() -> str:
+        calls.append(1)
+        release.wait(30)
+        return "answered"
+
+    look = Looker(timeout_s=0.2)
+    assert await look(hung) is None
+    assert await look(hung) is None
+    assert len(calls) == 1  # one thread stuck, not one more per look
+    release.set()
+    assert await look(hung) == "answered"
+    assert await look(lambda: "fresh") == "fresh"
