@@ -385,6 +385,14 @@ class InboxWatcher:
                 f"the inbox {self.inbox} was replaced by another folder (deleted and created again, or"
                 " mounted anew); watching the new one and looking for the jobs already in it"
             )
+        if not os.access(self.inbox, os.W_OK):
+            # Jobs could be seen but never claimed (moved out). Under the system unit's sandbox a folder
+            # created anew on the host stays read-only inside until the service restarts.
+            logger.warning(
+                f"the inbox {self.inbox} is back, but nemowatch cannot write to it, so no job can be taken"
+                " from it; under the systemd unit restart the service (`systemctl restart nemowatch`),"
+                " else check the folder's owner and mode"
+            )
         self.rescan()
         self._changed()
         if old is not None:
