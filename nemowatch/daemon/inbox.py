@@ -347,7 +347,8 @@ class InboxWatcher:
         """The inbox is gone: say so once, freeze what status shows, check and report nothing until it is back."""
         if self.missing is not None:
             return
-        self.missing = Missing(problem, facts.stamp(), time.monotonic(), self.pending(), self.orphans())
+        pending = self._pending_rows(look=False)
+        self.missing = Missing(problem, facts.stamp(), time.monotonic(), pending, self.orphans())
         self._quiesce()
         logger.error(
             f"the inbox {self.inbox} {problem}; nemowatch waits for it to come back and takes no job"
@@ -566,9 +567,14 @@ class InboxWatcher:
         while the inbox is missing, as they stood when it went."""
         if self.missing is not None:
             return list(self.missing.pending)
+        return self._pending_rows(look=True)
+
+    def _pending_rows(self, *, look: bool) -> list[dict[str, str]]:
+        """The rows of :meth:`pending`; without ``look``, entries never scanned are left out instead of
+        being looked at (the inbox may be gone, or hang)."""
         rows = []
         for job in self._jobs.values():
-            if job.reported or (job.scan is None and _identity(job.path) is None):
+            if job.reported or (job.scan is None and (not look or _identity(job.path) is None)):
                 continue  # handed over, or a stray file not yet looked at (photo.jpg beside the jobs)
             name = job.scan.name if job.scan else job_name(job.path)
             rows.append({"name": name, "path": str(job.path), "reason": job.reason})
