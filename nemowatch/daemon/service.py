@@ -11,6 +11,9 @@ The loop, in the order :meth:`Daemon.main` runs it:
    ``nemowatch retry``) start pipelines for queued and unfinished jobs while slots are free;
 5. SIGTERM/SIGINT: take no new job, cancel the pipelines (each step they finished is already
    in the journal — that is the checkpoint), stop the watcher, the scheduler and the backend.
+   The same stop, with exit status 1, when the state folder or the journal is deleted or replaced
+   under the daemon (``presence.StateGuard``, every 2 s). ``run_daemon`` holds ``lock.DaemonLock``
+   throughout: one daemon per inbox and per state folder.
 
 ``once`` stops taking jobs after its single scan and exits when nothing it can do is left:
 0 when every job it ran is done, 1 when one failed or still waits for credits after
