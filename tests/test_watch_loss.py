@@ -265,7 +265,7 @@ def test_deleting_the_lock_file_lets_no_second_daemon_start(setup: Setup) -> Non
     first = _started(setup)
     try:
         (setup.state / "daemon.lock").unlink()
-        _refused(setup, setup.config, first, f"watching the inbox {setup.inbox}")
+        _refused(setup, setup.config, first, f"using the state folder {setup.state}")
         # Another state folder changes nothing: the inbox is taken.
         other = make_setup(setup.root / "other", watch=NO_RESCAN)
         config = other.config.read_text().replace(str(other.inbox), str(setup.inbox))
@@ -287,7 +287,7 @@ def test_state_folder_deleted_and_recreated_empty_still_refuses_a_second_daemon(
         first.send_signal(signal.SIGSTOP)
         shutil.rmtree(setup.state)
         setup.state.mkdir()
-        _refused(setup, setup.config, first, f"watching the inbox {setup.inbox}")
+        _refused(setup, setup.config, first, f"using the state folder {setup.state}")
         first.send_signal(signal.SIGCONT)
         assert first.wait(timeout=WAIT_TIMEOUT_S) == 1  # then it notices the lost state folder
     finally:

@@ -9,10 +9,10 @@ taken in this order and held until the process exits::
     ...
     lock.release()
 
-1. a Linux abstract-namespace unix socket named after the resolved inbox path: it lives in no
-   folder, so nothing on disk can remove it, and two daemons can never serve one inbox even with
+1. a Linux abstract-namespace unix socket named after the resolved state folder path: it lives in
+   no folder, so nothing on disk can remove it;
+2. another named after the resolved inbox path: two daemons can never serve one inbox, even with
    different state folders;
-2. another named after the resolved state folder path;
 3. ``flock`` on ``state/daemon.lock`` (holding the holder's pid), for daemons that do not share a
    network namespace (abstract sockets are per namespace: containers, ``PrivateNetwork=``).
 
@@ -135,7 +135,9 @@ class DaemonLock:
         """Take the inbox's and the state folder's locks, or raise one sentence naming the daemon holding one."""
         taken: list[_NameLock] = []
         try:
-            for kind, path in (("inbox", inbox), ("state", state)):
+            # The state folder first: the same config started twice is told about the state folder,
+            # as before these sockets existed; another state folder on the same inbox, about the inbox.
+            for kind, path in (("state", state), ("inbox", inbox)):
                 name = socket_name(kind, path)
                 try:
                     held = _NameLock.take(name)
