@@ -359,8 +359,12 @@ class InboxWatcher:
     async def _rearm(self, seen: Sighting) -> None:
         """Watch the folder now at the path with a new observer, forget the old folder's entries, rescan."""
         old, lost = self._observer, self.missing
+        starting = asyncio.ensure_future(asyncio.to_thread(self._start_observer))
         try:
-            self._observer = await asyncio.to_thread(self._start_observer)
+            self._observer = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            starting.add_done_callback(_stop_unwanted)  # stopped meanwhile: the new observer must not linger
+            raise
         except UserError as exc:
             self._observer = old
             self._rearm_after = time.monotonic() + REARM_RETRY_S
@@ -611,6 +615,12 @@ class InboxWatcher:
             if not job.orphan_logged:
                 job.orphan_logged = True
                 logger.warning(f"folder {path.name} has media but no prompt.txt; add one to start the job")
+
+
+def _stop_unwanted(started: asyncio.Future[BaseObserver]) -> None:
+    """Stop an observer whose start finished after the watcher was stopped."""
+    if not started.cancelled() and started.exception() is None:
+        started.result().stop()
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
