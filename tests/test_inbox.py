@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -304,6 +306,99 @@ async def test_media_without_prompt_is_reported_once_as_an_orphan(watch: Factory
         assert watcher.orphans() == []
     finally:
         logger.remove(sink)
+
+
+# -- the inbox itself lost and back (the daemon-level arcs are in test_watch_loss.py) -----------------
+
+
+async def test_lost_inbox_keeps_what_it_knew_reports_nothing_and_is_watched_again(
+    tmp_path: Path, watch: Factory
+) -> None:
+    errors: list[str] = []
+    sink = logger.add(lambda m: errors.append(m.record["message"]), level="ERROR")
+    try:
+        watcher, ready, inbox = await watch(orphan_after_s=0.0, check_s=0.3)
+        orphan = make_job(inbox, "holiday", {"beach.jpg": PNG}, prompt=False)
+        await wait_for(lambda: watcher.orphans() == [orphan])
+        before = watcher.pending()
+        assert [row["name"] for row in before] == ["holiday"]
+
+        # Renamed away: inotify still follows the folder, and reports its events under the inbox's path.
+        away = tmp_path / "away"
+        inbox.rename(away)
+        await wait_for(lambda: watcher.missing is not None)
+        make_job(away, "half", {"a.jpg": PNG})
+        await asyncio.sleep(SETTLE * 3)  # several quiet windows: nothing may be handed over meanwhile
+        assert ready.calls == []
+        assert watcher.pending() == before and watcher.orphans() == [orphan]
+        report = watcher.report()
+        assert report["missing"]["reason"].startswith("is gone") and report["pending"] == {
+            "holiday": "no prompt.txt"
+        }
+        assert len(errors) == 1 and errors[0].startswith(f"the inbox {inbox} is gone")
+
+        rearmed_at = time.monotonic()
+        away.rename(inbox)
+        await wait_for(lambda: ready.paths == [inbox / "half"])
+        assert watcher.missing is None and watcher.rearms == 1 and watcher.report()["missing"] is None
+        # Found by the re-arm's scan, and left to settle from the re-arm on (however old its files are).
+        assert ready.calls[0][1] - rearmed_at >= SETTLE * 0.9
+        assert len(errors) == 1
+    finally:
+        logger.remove(sink)
+
+
+async def test_inbox_deleted_and_recreated_is_watched_again(tmp_path: Path, watch: Factory) -> None:
+    watcher, ready, inbox = await watch(check_s=0.3)
+    make_job(inbox, "first")
+    await wait_for(lambda: len(ready.calls) == 1)
+    for rounds in (1, 2):  # twice: the new watch must notice its own folder's loss too
+        shutil.rmtree(inbox)
+        await wait_for(lambda: watcher.missing is not None)
+        inbox.mkdir()
+        job = make_job(inbox, f"after-{rounds}")
+        await wait_for(lambda j=job: ready.paths[-1:] == [j])  # type: ignore[misc]
+        assert watcher.rearms == rounds
+
+
+async def test_bare_mount_point_is_not_the_inbox(tmp_path: Path, watch: Factory) -> None:
+    """As root: the inbox is a tmpfs; unmounted, a folder in the bare mount point is never handed over,
+    and a new mount is watched. Without root (or where mounting is refused): a new folder renamed onto
+    the path at once is watched as the inbox it replaced."""
+    inbox = tmp_path / "inbox"
+    mounted = os.geteuid() == 0 and _mount_tmpfs(inbox)
+    try:
+        watcher, ready, _ = await watch(check_s=0.3)
+        if mounted:
+            subprocess.run(["umount", str(inbox)], check=True)
+            await wait_for(lambda: watcher.missing is not None)
+            assert watcher.missing is not None and "no longer mounted" in watcher.missing.reason
+            make_job(inbox, "under")  # written into the bare mount point, not the inbox
+            await asyncio.sleep(SETTLE * 3)
+            assert ready.calls == [] and watcher.rearms == 0
+            assert _mount_tmpfs(inbox)
+        else:
+            fresh = tmp_path / "fresh"
+            fresh.mkdir()
+            inbox.rename(tmp_path / "old")
+            fresh.rename(inbox)
+        job = make_job(inbox, "fresh-job")
+        await wait_for(lambda: ready.paths == [job])
+        assert watcher.missing is None and watcher.rearms == 1
+    finally:
+        if mounted:
+            while os.path.ismount(inbox):
+                subprocess.run(["umount", "-l", str(inbox)], check=False)
+
+
+def _mount_tmpfs(where: Path) -> bool:
+    where.mkdir(exist_ok=True)
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], check=False
+        ).returncode
+        == 0
+    )
 
 
 async def test_missing_inbox_is_one_clear_sentence(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ DAEMON = "daemon"  # {pid, mode, backend, inbox, outbox, started_at, heartbeat_a
 TOKEN = "token"  # {source, anonymous, expires_at, checked_at}
 CREDITS = "credits"  # {available, frozen, total, checked_at}
 PAUSED = "paused"  # the reason new jobs are held, or None
-INBOX = "inbox"  # {pending: {name: reason}, orphans: [name], scanned_at}
+INBOX = "inbox"  # {pending: {name: reason}, orphans: [name], missing: {reason, since} or None, scanned_at}
 INTAKE = "intake"  # the claim in progress (write-ahead), or None
 
 # The daemon writes its heartbeat this often; status calls it dead after three missed beats.

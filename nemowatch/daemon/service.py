@@ -11,6 +11,9 @@ The loop, in the order :meth:`Daemon.main` runs it:
    ``nemowatch retry``) start pipelines for queued and unfinished jobs while slots are free;
 5. SIGTERM/SIGINT: take no new job, cancel the pipelines (each step they finished is already
    in the journal — that is the checkpoint), stop the watcher, the scheduler and the backend.
+   The same stop, with exit status 1, when the state folder or the journal is deleted or replaced
+   under the daemon (``presence.StateGuard``, every 2 s). ``run_daemon`` holds ``lock.DaemonLock``
+   throughout: one daemon per inbox and per state folder.
 
 Passing faults (faults.py) never fail a job at once and never hold a slot: a job whose backend
 does not answer waits in ``waiting_backend`` while one probe (every ``jobs.retry_every_s``, five
@@ -28,14 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import os
 import signal
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from loguru import logger
 
@@ -44,17 +46,19 @@ from nemowatch.config import Config, ConfigError
 from nemowatch.daemon import facts
 from nemowatch.daemon.backend import open_backend
 from nemowatch.daemon.faults import BackendHealth, disk_fault, is_backend_fault, retry_delay
-from nemowatch.daemon.inbox import InboxWatcher, check_layout
+from nemowatch.daemon.inbox import InboxWatcher, Missing, check_layout
 from nemowatch.daemon.intake import Intake
 from nemowatch.daemon.joblogs import JobLogs
 from nemowatch.daemon.jobscan import inbox_entries, scan_job, skipped_link_line
 from nemowatch.daemon.journal import WAITING_STEP, JobRecord, Journal, journal_path
+from nemowatch.daemon.lock import DaemonLock
 from nemowatch.daemon.notify import Notifier, describe_queue
 from nemowatch.daemon.outbox import Outbox
 from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
+from nemowatch.daemon.presence import StateGuard
 from nemowatch.daemon.schedule import PAUSED_TOKEN, Scheduler
-from nemowatch.errors import UsageError, UserError
-from nemowatch.fsutil import private_dir, private_opener, tighten_private
+from nemowatch.errors import UserError
+from nemowatch.fsutil import private_dir, tighten_private
 from nemowatch.logs import Outage, setup_logging
 from nemowatch.states import JobState
 
@@ -143,21 +147,6 @@ def pipeline_settings(cfg: Config) -> PipelineSettings:
     return settings
 
 
-def _lock_state(state: Path) -> IO[str]:
-    """Hold an exclusive lock on the state folder: two daemons on one journal would run jobs twice."""
-    handle = open(state / "daemon.lock", "a+", opener=private_opener)  # noqa: SIM115 (held until exit)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise UsageError(
-            f"another nemowatch daemon is already using {state}",
-            "stop it first (`nemowatch status` shows its pid), or give this one another state folder",
-            code="already_running",
-        ) from None
-    return handle
-
-
 class Daemon:
     """One run of the daemon (``run`` or ``once``) over one journal."""
 
@@ -169,6 +158,9 @@ class Daemon:
         self.crash_hook = CrashHook.from_env()
         path = journal_path(cfg.state)
         self.journal = CrashingJournal(path, self.crash_hook) if self.crash_hook else Journal(path)
+        # The state folder and journal as opened now; losing either stops the daemon (exit status 1).
+        self.state_guard = StateGuard(cfg.state, path)
+        self.state_lost: UserError | None = None
         self.outbox = Outbox(cfg.outbox)
         self.intake = Intake(self.journal, self.outbox, self.work_root)
         self.notifier = Notifier.from_env()
@@ -213,6 +205,7 @@ class Daemon:
         self.journal.put_meta(facts.PAUSED, None)
         self._previous = self.journal.get_meta(facts.DAEMON)
         self._write_daemon_fact(started=True)
+        state_guard = asyncio.create_task(self._guard_state(), name="state-guard")
         intake_task: asyncio.Task[None] | None = None
         try:
             async with open_backend(self.cfg) as client:
@@ -256,6 +249,7 @@ class Daemon:
                 self._probe.cancel()
             for handle in self._retakes.values():
                 handle.cancel()
+            state_guard.cancel()
             self.notifier.stopping()
             if self.scheduler is not None:
                 self.scheduler.shutdown()
@@ -452,10 +446,17 @@ class Daemon:
         """SIGTERM/SIGINT: stop taking jobs and leave the loop."""
         if not self._stop.is_set():
             name = sig.name if sig is not None else "stop"
-            logger.info("{}: stopping (unfinished jobs resume on the next start)", name)
+            if self.state_lost is None:  # else the journal they would resume from is gone
+                logger.info("{}: stopping (unfinished jobs resume on the next start)", name)
             self.notifier.stopping()
         self._stop.set()
         self._wake.set()
+
+    async def _guard_state(self) -> None:
+        """Stop, as SIGTERM would but with exit status 1, once the state folder or journal is lost."""
+        self.state_lost = await self.state_guard.watch()
+        logger.error(str(self.state_lost))
+        self.request_stop()
 
     def pause(self, reason: str) -> None:
         """Hold the queue (the token was rejected): no job starts until a restart with a valid token."""
@@ -482,8 +483,8 @@ class Daemon:
         """Claim ready jobs one at a time (in a thread: a copy across file systems may take a while)."""
         while True:
             path = await self._ready.get()
-            if self._stop.is_set():
-                continue
+            if self._stop.is_set() or self._inbox_missing():
+                continue  # a missing inbox: the watcher hands its jobs over again once it is back
             self._intake_busy = True
             try:
                 await asyncio.to_thread(self.intake.take, path)
@@ -554,6 +555,7 @@ class Daemon:
             rescan_s=self.cfg.rescan_s,
             on_ready=self._on_ready,
             loop=loop,
+            on_presence=self._heartbeat,  # `status` shows a lost (or returned) inbox at once
         )
         await self.watcher.start()
         logger.info(
@@ -650,6 +652,8 @@ class Daemon:
         return True
 
     def _exit_status(self) -> int:
+        if self.state_lost is not None:
+            return 1
         if self.once and (
             self.paused
             or self._gave_up
@@ -664,7 +668,9 @@ class Daemon:
         counts: dict[JobState, int] = {}
         for record in jobs:
             counts[record.state] = counts.get(record.state, 0) + 1
-        text = self.paused or describe_queue(counts, self.cfg.inbox)
+        missing = self._inbox_missing()
+        trouble = f"the inbox {self.cfg.inbox} {missing.reason}; waiting for it" if missing else None
+        text = self.paused or trouble or describe_queue(counts, self.cfg.inbox)
         if text != self._status:
             self._status = text
             self.notifier.status(text)
@@ -674,13 +680,7 @@ class Daemon:
         try:
             self._write_daemon_fact()
             if self.watcher is not None:
-                pending = {item["name"]: item["reason"] for item in self.watcher.pending()}
-                orphans = [path.name for path in self.watcher.orphans()]
-                links = self.watcher.skipped_links()
-                self.journal.put_meta(
-                    facts.INBOX,
-                    {"pending": pending, "orphans": orphans, "links": links, "scanned_at": facts.stamp()},
-                )
+                self.journal.put_meta(facts.INBOX, self.watcher.report())
         except Exception as exc:
             fault = disk_fault(exc, str(self.journal.path))
             if fault is None:
@@ -688,6 +688,10 @@ class Daemon:
             self._state_outage.failed(f"{fault}: `nemowatch status` shows old facts until it can be written")
             return
         self._state_outage.recovered(f"the journal {self.journal.path} can be written again")
+
+    def _inbox_missing(self) -> Missing | None:
+        """Why the watched inbox is gone, or None (also None in ``once``, which watches nothing)."""
+        return self.watcher.missing if self.watcher is not None else None
 
     def _write_daemon_fact(self, *, started: bool = False, stopped: bool = False) -> None:
         fact = self.journal.get_meta(facts.DAEMON) or {}
@@ -757,21 +761,19 @@ def run_daemon(cfg: Config, once: bool) -> int:
     _prepare(cfg)
     # Before the daemon log opens (it may be one of them); an inbox or outbox inside stays shared.
     widened = tighten_private(cfg.state, skip=(cfg.inbox, cfg.outbox))
-    setup_logging(cfg.state)
-    # Said once, when the folder itself was open: what lies in a 0700 folder was never reachable,
-    # so narrowing it (files other code made with the umask's modes) is tidying, not news.
-    if cfg.state in widened:
-        logger.warning(
-            "the state folder {} was open to other users; it is now the daemon user's alone"
-            " (folders 0700, files 0600: {} entries narrowed)",
-            cfg.state,
-            len(widened),
-        )
-    lock = _lock_state(cfg.state)
-    try:
+    # Before the logging: a refused second daemon must not write (or rotate) the first one's log.
+    with DaemonLock.acquire(cfg.inbox, cfg.state):
+        setup_logging(cfg.state)
+        # Said once, when the folder itself was open: what lies in a 0700 folder was never reachable,
+        # so narrowing it (files other code made with the umask's modes) is tidying, not news.
+        if cfg.state in widened:
+            logger.warning(
+                "the state folder {} was open to other users; it is now the daemon user's alone"
+                " (folders 0700, files 0600: {} entries narrowed)",
+                cfg.state,
+                len(widened),
+            )
         return asyncio.run(_run(cfg, once))
-    finally:
-        lock.close()
 
 
 async def _run(cfg: Config, once: bool) -> int:

@@ -47,6 +47,7 @@ def collect(cfg: Config) -> dict[str, Any]:
             "credits": None,
             "token": None,
             "paused": None,
+            "inbox_missing": None,
             "waiting_folders": {},
             "orphan_folders": [],
             "skipped_links": {},
@@ -72,6 +73,8 @@ def collect(cfg: Config) -> dict[str, Any]:
             "token": journal.get_meta(facts.TOKEN),
             # A pause only holds while the daemon that decided it runs: a restart re-checks the token.
             "paused": journal.get_meta(facts.PAUSED) if running else None,
+            # {reason, since} while the running daemon's inbox is gone (it waits for it to come back).
+            "inbox_missing": (inbox.get("missing") or None) if running else None,
             "waiting_folders": inbox.get("pending") or {},
             "orphan_folders": inbox.get("orphans") or [],
             "skipped_links": inbox.get("links") or {},
@@ -90,6 +93,15 @@ def _daemon_line(info: dict[str, Any]) -> str:
             f"daemon:   not running (last heartbeat {daemon['heartbeat_at']}); start it with `nemowatch run`"
         )
     return "daemon:   never started with this state folder; start it with `nemowatch run`"
+
+
+def _inbox_line(inbox: str, missing: dict[str, Any] | None) -> str:
+    if not missing:
+        return f"inbox:    {inbox}"
+    return (
+        f"inbox:    {inbox} — MISSING since {missing.get('since')}: it {missing.get('reason')};"
+        " the daemon takes jobs again as soon as it is back"
+    )
 
 
 def unlimited_credits(available: int, backend: str) -> bool:
@@ -128,7 +140,7 @@ def render_text(info: dict[str, Any], *, show_all: bool = False) -> str:
     lines = [
         _daemon_line(info),
         f"backend:  {info['backend']}",
-        f"inbox:    {info['inbox']}",
+        _inbox_line(info["inbox"], info.get("inbox_missing")),
         f"outbox:   {info['outbox']}",
         _credits_line(info["credits"], info["backend"]),
         _token_line(info["token"]),
