@@ -54,4 +54,8 @@ ADVERSARIAL: dict[str, tuple[str, Callable[[int], str]]] = {
     "dashes": ('the " - " split', lambda n: fill(" - a", n)),
     "huge number": ("a number too long for a float", lambda n: fill("1", n, "", " seconds")),
     "description": ("text: a pasted description", lambda n: fill("Fresh bread daily. ", n, "text: ")),
+    "long web address": (
+        "the end card's address, compared with every line",
+        lambda n: fill("yx yx yx. ", n, "visit a.b/" + "xy" * (n // 4) + " "),
+    ),
 }

@@ -8,6 +8,7 @@ the renderer ignores), so an edit changes one setting and rebuilds the whole tim
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -258,7 +259,8 @@ def _plan_from_intent(intent: Intent, *, text_mode: bool, hint: str) -> Plan:
 def _lines_without(lines: list[str], drop: list[str | None]) -> list[str]:
     """Description lines minus those repeating the title, subject or call to action."""
     gone = [d.lower() for d in drop if d]
-    return [line for line in lines if not any(g in line.lower() or line.lower() in g for g in gone)][:8]
+    kept = (line for line in lines if not any(g in line.lower() or line.lower() in g for g in gone))
+    return list(itertools.islice(kept, 8))  # the first 8, without comparing the rest
 
 
 def _clamp_duration(ms: float) -> int:

@@ -182,9 +182,11 @@ _QUOTES = re.compile(
     r"\"(?P<a>[^\"\n]{1,120})\"|“(?P<b>[^”\n]{1,120})”|「(?P<c>[^」\n]{1,120})」|『(?P<d>[^』\n]{1,120})』|《(?P<e>[^》\n]{1,120})》"
     r"|‘(?P<f>[^’\n]{1,120})’|(?:(?<=^)|(?<=[\s:(（]))'(?P<g>[^'\n]{1,120}?)'(?=[\s.,;:!?)）]|$)"
 )
+# A web address is bounded like a real one (labels of at most 63 characters, a short path): it
+# becomes the end card's text, and every description line is compared with that text.
 _CTA = re.compile(
     r"\b(?:shop now|buy now|order (?:now|today|online)|book (?:now|today|a table)|sign up(?: today| now)?|learn more"
-    r"|link in (?:the |my |our )?bio|get yours(?: today| now)?|visit (?:us at )?[\w-]+(?:\.[\w-]+)+(?:/\S*)?"
+    r"|link in (?:the |my |our )?bio|get yours(?: today| now)?|visit (?:us at )?[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}(?:/\S{0,100})?"
     r"|call (?:us )?(?:now|today)|follow us(?: on \w+)?|subscribe(?: now| today)?|download (?:it )?now|try it (?:free|now|today)"
     r"|swipe up|reserve (?:now|today|your \w+)|available now|in stores now)"
     r"|立即购买|马上购买|点击链接|关注我们|立即下单|马上下单|立即预订",
