@@ -18,11 +18,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from nemowatch.api.formats import MAX_UPLOAD_BYTES
+from nemowatch.api.formats import MAX_MESSAGE_BYTES, MAX_UPLOAD_BYTES
 from nemowatch.config import load_config
 from nemowatch.errors import UserError
 from nemowatch.local.server import LocalSettings, RunningServer, start_server
 from nemowatch.local.store import RenderRecord, SessionRecord, Store
+from tests.adversarial import fill
 from tests.daemon_helpers import daemon_env, nemowatch
 
 ATTRIBUTION = {"X-Skill-Source": "nemowatch-tests", "X-Skill-Version": "0", "X-Skill-Platform": "pytest"}
@@ -530,6 +531,32 @@ def test_out_of_credits_is_2001_before_any_work_and_a_top_up_unblocks(tmp_path: 
     (session,) = admin_sessions_at(tmp_path)
     assert session["messages"] == ["make a 3-second 720p video", "make it black and white"]
     assert [r["text"] for r in session["refused"]] == ["make it black and white"]
+
+
+def test_a_message_over_64_kb_is_refused_with_its_size_and_nothing_is_kept(server: RunningServer) -> None:
+    with client(server, anonymous_token(server)) as http:
+        sid = new_session(http)
+        over = http.post(
+            "/run_sse",
+            json={"session_id": sid, "new_message": {"parts": [{"text": "中" * 23_000}]}},  # 69 000 bytes
+        )
+        # A body too large for any message is refused however much of it arrives.
+        huge = http.post(
+            "/run_sse",
+            json={"session_id": sid, "new_message": {"parts": [{"text": "hi"}]}, "pad": "x" * 600_000},
+        )
+        at_limit = fill("bread ", MAX_MESSAGE_BYTES, tail="a 3-second video")
+        assert MAX_MESSAGE_BYTES - 6 < len(at_limit.encode()) <= MAX_MESSAGE_BYTES
+        _, events = send(http, sid, at_limit)
+    assert over.status_code == 422 and not over.headers["content-type"].startswith("text/event-stream")
+    assert over.json()["msg"] == (
+        "the message is too long: 69 kB, at most 64 kB; shorten it or send it as several messages"
+    )
+    assert huge.status_code == 422
+    assert huge.json()["msg"].startswith("the request body is too large: 601 kB, at most 512 kB")
+    assert parts(events, "text")  # a message at the limit is carried out
+    (session,) = admin_sessions(server)
+    assert session["messages"] == [at_limit] and session["refused"] == []
 
 
 def admin_sessions_at(tmp_path: Path) -> list[dict[str, Any]]:

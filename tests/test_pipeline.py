@@ -438,6 +438,27 @@ async def test_a_bad_file_fails_the_job_naming_it_before_anything_is_sent(
     assert (job.outbox_dir / "inputs").is_dir()
 
 
+async def test_a_message_over_64_kb_fails_the_job_before_anything_is_sent_and_keeps_its_inputs(
+    rig: Rig,
+) -> None:
+    prompt = SMALL + "\n---\n" + "Lovely bread. " * 5000  # the second message: 70 000 bytes
+    job = rig.job("long", prompt)
+    assert await rig.pipeline().run(job.id) is JobState.FAILED
+    job = rig.journal.get(job.id)
+    failed = (job.outbox_dir / "FAILED.txt").read_text(encoding="utf-8")
+    assert "What went wrong: prompt too long: 70 kB, at most 64 kB (message 2 of 2).\n" in failed
+    assert (
+        "What to do: shorten prompt.txt or split it into messages with a line `---` between them." in failed
+    )
+    assert "Traceback" not in failed
+    assert "prompt too long: 70 kB, at most 64 kB (message 2 of 2)" in rig.status(job)
+    assert rig.result(job)["error"]["code"] == "prompt_too_long"
+    assert rig.sessions() == []  # refused before a session was made: nothing reached the backend
+    inputs = job.outbox_dir / "inputs"
+    assert (inputs / "prompt.txt").read_text(encoding="utf-8") == prompt
+    assert sorted(p.name for p in inputs.iterdir()) == ["10.jpg", "2.jpg", "prompt.txt"]
+
+
 # -- the cloud's failure paths (mocked cloud) -------------------------------------------------------
 
 BASE = "https://api.nemo.test"

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from nemowatch.daemon.prompt import JobOptions, load_job_prompt, read_options, read_prompt
+from nemowatch.api.formats import MAX_MESSAGE_BYTES
+from nemowatch.daemon.prompt import (
+    MAX_PROMPT_FILE_BYTES,
+    JobOptions,
+    load_job_prompt,
+    read_options,
+    read_prompt,
+)
 from nemowatch.errors import UserError
 
 
@@ -149,3 +157,69 @@ def test_an_unreadable_prompt_txt_says_so_and_how_to_fix_it(tmp_path: Path) -> N
         "prompt.txt cannot be read (permission denied); make it readable for the user nemowatch"
         " runs as (chmod a+r prompt.txt)."
     )
+
+
+# -- size limits: a prompt costs bounded work whatever it holds ------------------------------------
+
+TOO_LONG_HINT = "shorten prompt.txt or split it into messages with a line `---` between them."
+
+
+def test_a_message_of_exactly_64_kb_is_sent(tmp_path: Path) -> None:
+    message = "a" * (MAX_MESSAGE_BYTES - 3) + "中"  # the limit in UTF-8 bytes, not characters
+    write(tmp_path / "prompt.txt", message)
+    assert load_job_prompt(tmp_path / "prompt.txt").messages == [message]
+
+
+def test_a_message_over_64_kb_fails_saying_its_size_and_how_to_split_it(tmp_path: Path) -> None:
+    write(tmp_path / "prompt.txt", "中" * 23_000)  # 69 000 bytes: under 64 000 characters
+    with pytest.raises(UserError) as info:
+        load_job_prompt(tmp_path / "prompt.txt")
+    assert str(info.value) == f"prompt too long: 69 kB, at most 64 kB; {TOO_LONG_HINT}"
+    assert info.value.code == "prompt_too_long"
+
+
+def test_the_long_message_is_named_when_the_prompt_has_several(tmp_path: Path) -> None:
+    write(tmp_path / "prompt.txt", "A montage\n---\n" + "x" * 64_001 + "\n---\nWarmer colours")
+    with pytest.raises(UserError) as info:
+        load_job_prompt(tmp_path / "prompt.txt")
+    assert str(info.value) == f"prompt too long: 65 kB, at most 64 kB (message 2 of 3); {TOO_LONG_HINT}"
+
+
+def test_the_job_toml_sentence_counts_towards_the_first_message(tmp_path: Path) -> None:
+    write(tmp_path / "prompt.txt", "a" * MAX_MESSAGE_BYTES)
+    write(tmp_path / "job.toml", 'aspect = "9:16"\n')
+    with pytest.raises(UserError) as info:
+        load_job_prompt(tmp_path / "prompt.txt", tmp_path / "job.toml")
+    assert str(info.value).startswith("prompt too long: 65 kB, at most 64 kB;")
+
+
+def test_several_messages_within_the_limit_may_add_up_to_more_than_it(tmp_path: Path) -> None:
+    messages = ["a" * MAX_MESSAGE_BYTES, "b" * MAX_MESSAGE_BYTES]
+    write(tmp_path / "prompt.txt", "\n---\n".join(messages))
+    assert load_job_prompt(tmp_path / "prompt.txt").messages == messages
+
+
+def test_a_1_gb_prompt_fails_naming_its_size_without_being_read_into_memory(tmp_path: Path) -> None:
+    path = tmp_path / "prompt.txt"
+    with path.open("wb") as file:
+        file.truncate(1000**3)  # sparse: 1 GB of size, no disk blocks
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError) as info:
+            load_job_prompt(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(info.value).startswith("prompt too long: prompt.txt is 1 GB, at most 1 MB;")
+    assert "each message (lines `---` separate them) may be up to 64 kB" in str(info.value)
+    assert info.value.code == "prompt_too_long"
+    assert peak < 4 * MAX_PROMPT_FILE_BYTES  # about one limit's worth read, not the file
+
+
+def test_an_oversized_job_toml_is_refused_unread(tmp_path: Path) -> None:
+    write(tmp_path / "prompt.txt", "A montage")
+    write(tmp_path / "job.toml", "# " + "x" * 70_000 + '\naspect = "9:16"\n')
+    with pytest.raises(UserError) as info:
+        load_job_prompt(tmp_path / "prompt.txt", tmp_path / "job.toml")
+    assert str(info.value).startswith("job.toml is 71 kB, at most 64 kB;")
+    assert info.value.code == "bad_job_toml"

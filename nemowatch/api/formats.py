@@ -1,7 +1,8 @@
-"""Media the NemoVideo API accepts: one list for the client, the inbox and the local backend."""
+"""What the NemoVideo API accepts: media types and sizes, and message sizes, for every layer."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import PurePath
 
@@ -18,6 +19,11 @@ ACCEPTED_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS | AUDIO_EXTENSIONS
 MAX_UPLOAD_BYTES = 500 * 1000 * 1000
 
 ACCEPTED_LIST = " ".join(_VIDEO + _IMAGE + _AUDIO)
+
+# The longest message (UTF-8 bytes, decimal kB like MAX_UPLOAD_BYTES): the daemon refuses a longer
+# one before anything is sent and the local backend refuses it unread, so what a message costs
+# the local director stays bounded whatever a prompt holds. Prompts are a few hundred bytes.
+MAX_MESSAGE_BYTES = 64 * 1000
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -49,3 +55,22 @@ def natural_key(relpath: str) -> tuple[tuple[tuple[tuple[int, int | str], ...], 
         parts.append(tuple(tagged))
     # The raw path breaks ties ("01" vs "1") so the order is total and stable.
     return tuple(parts), relpath
+
+
+def message_bytes(text: str) -> int:
+    """A message's size as MAX_MESSAGE_BYTES counts it: its UTF-8 bytes."""
+    # surrogatepass: a lone surrogate from a JSON body is counted, not an error.
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def size_text(size: int) -> str:
+    """A size in words ("65 kB", "1.2 MB", "1 GB"), rounded up so a size over a limit never reads as it."""
+    for unit, scale in (("GB", 1000**3), ("MB", 1000**2)):
+        if size >= scale:
+            return f"{math.ceil(size * 10 / scale) / 10:g} {unit}"
+    return f"{math.ceil(size / 1000)} kB"
+
+
+def over_limit(size: int, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """ "70 kB, at most 64 kB": how much too long a message or file is, for error messages."""
+    return f"{size_text(size)}, at most {size_text(limit)}"

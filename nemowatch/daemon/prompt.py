@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nemowatch.api.formats import MAX_MESSAGE_BYTES, message_bytes, over_limit, size_text
 from nemowatch.errors import UserError
 
 OPTIONS_FILE = "job.toml"
@@ -17,6 +18,11 @@ ASPECTS = ("16:9", "9:16", "1:1")
 EXPORTS = ("last", "each")
 # A longer video than this is almost certainly a typo (minutes for seconds).
 MAX_DURATION_S = 3600
+# prompt.txt holds words: several messages of up to MAX_MESSAGE_BYTES each fit, while a larger
+# file (a log or a document saved under that name) is refused without being read into memory.
+MAX_PROMPT_FILE_BYTES = 1000 * 1000
+# job.toml is a handful of short lines.
+MAX_OPTIONS_FILE_BYTES = 64 * 1000
 
 # A line holding only "---" (surrounding spaces allowed) separates two messages.
 _SEPARATOR = re.compile(r"^[ \t]*---[ \t]*$", re.MULTILINE)
@@ -111,6 +117,15 @@ def prompt_problem(path: Path) -> UserError | None:
     return None
 
 
+def _read_at_most(path: Path, limit: int) -> tuple[bytes, int]:
+    """The file's bytes and its size; only ``limit + 1`` bytes are read, so a larger file is found
+    over the limit without being loaded (its size then comes from the file system)."""
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+        size = max(len(data), os.fstat(file.fileno()).st_size)
+    return data, size
+
+
 def read_prompt(path: Path) -> list[str]:
     """Read prompt.txt (UTF-8, a BOM is fine) into its messages; a UserError when it says nothing."""
     name = path.name
@@ -118,13 +133,20 @@ def read_prompt(path: Path) -> list[str]:
     if problem is not None:
         raise problem
     try:
-        raw = path.read_bytes()
+        raw, size = _read_at_most(path, MAX_PROMPT_FILE_BYTES)
     except OSError as exc:
         raise UserError(
             f"{name} cannot be read ({exc.strerror or exc})",
             "check the file, then retry the job",
             code="bad_prompt",
         ) from None
+    if size > MAX_PROMPT_FILE_BYTES:
+        raise UserError(
+            f"prompt too long: {name} is {over_limit(size, MAX_PROMPT_FILE_BYTES)}",
+            f"keep only the words for the video in {name}; each message (lines `---` separate them) "
+            f"may be up to {size_text(MAX_MESSAGE_BYTES)}",
+            code="prompt_too_long",
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -181,8 +203,15 @@ def read_options(path: Path) -> JobOptions:
     """Read job.toml when it exists; defaults otherwise."""
     if not path.exists():
         return JobOptions()
+    raw, size = _read_at_most(path, MAX_OPTIONS_FILE_BYTES)
+    if size > MAX_OPTIONS_FILE_BYTES:
+        raise UserError(
+            f"{OPTIONS_FILE} is {over_limit(size, MAX_OPTIONS_FILE_BYTES)}",
+            f'write it like `aspect = "9:16"` one key a line, or delete {OPTIONS_FILE}',
+            code="bad_job_toml",
+        )
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise UserError(
             f"{OPTIONS_FILE} is not UTF-8 text", "save it as UTF-8", code="bad_job_toml"
@@ -196,11 +225,26 @@ def read_options(path: Path) -> JobOptions:
     return parse_options(data)
 
 
+def check_sizes(messages: list[str], name: str) -> None:
+    """A UserError for the first message over MAX_MESSAGE_BYTES: found here, nothing has been sent."""
+    for index, message in enumerate(messages):
+        size = message_bytes(message)
+        if size > MAX_MESSAGE_BYTES:
+            which = f" (message {index + 1} of {len(messages)})" if len(messages) > 1 else ""
+            raise UserError(
+                f"prompt too long: {over_limit(size)}{which}",
+                f"shorten {name} or split it into messages with a line `---` between them",
+                code="prompt_too_long",
+            )
+
+
 def load_job_prompt(prompt: Path, job_toml: Path | None = None) -> JobPrompt:
-    """The job's messages with the job.toml overrides applied to the first one."""
+    """The job's messages with the job.toml overrides applied to the first one, each within the size limit."""
     messages = read_prompt(prompt)
     options = read_options(job_toml) if job_toml is not None else JobOptions()
     sentence = options.sentence()
     if sentence:
         messages[0] = f"{messages[0]}\n\n{sentence}"
+    # Checked as sent (the overrides included), since that is what the backend measures.
+    check_sizes(messages, prompt.name)
     return JobPrompt(messages=messages, options=options)

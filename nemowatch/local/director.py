@@ -8,6 +8,7 @@ the renderer ignores), so an edit changes one setting and rebuilds the whole tim
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -89,6 +90,9 @@ GENERIC_HINTS = {
 _LOGO_NAME = re.compile(
     r"^(?:logo|brand)|watermark|[\s_.-](?:logo|brand)(?:[\s_.-]|$)|水印|标志|商标", re.IGNORECASE
 )
+# A copy mark at the end of a name. Each run of separators is tried from its first character
+# only: a start inside it fails as the first did, and trying them all was quadratic.
+_COPY_MARK = re.compile(r"(?<!\s)\s*\(\d+\)$|(?<![\s_-])[\s_-]+(?:copy|edit(?:ed)?|final)$", re.IGNORECASE)
 _CAMERA_NAME = re.compile(
     r"(?:[a-z]{0,8}|whatsapp (?:image|video)|screen ?shot|photo|image|picture|video)[\s_.-]*\d[\d\s_.:at-]*"
     r"|[0-9a-f]{8,}(?:-[0-9a-f]{4,})*|[a-z]{1,2}|[\d\s_.-]+"
@@ -255,7 +259,8 @@ def _plan_from_intent(intent: Intent, *, text_mode: bool, hint: str) -> Plan:
 def _lines_without(lines: list[str], drop: list[str | None]) -> list[str]:
     """Description lines minus those repeating the title, subject or call to action."""
     gone = [d.lower() for d in drop if d]
-    return [line for line in lines if not any(g in line.lower() or line.lower() in g for g in gone)][:8]
+    kept = (line for line in lines if not any(g in line.lower() or line.lower() in g for g in gone))
+    return list(itertools.islice(kept, 8))  # the first 8, without comparing the rest
 
 
 def _clamp_duration(ms: float) -> int:
@@ -789,7 +794,7 @@ def _captions(plan: Plan, items: list[MediaItem], built: _Built) -> dict[str, st
 def _stem(name: str) -> str:
     """A file name without extension, ordering prefix ("01_") or copy marks ("(1)", "-final")."""
     stem = name.rsplit(".", 1)[0] if "." in name else name
-    stem = re.sub(r"\s*\(\d+\)$|[\s_-]+(?:copy|edit(?:ed)?|final)$", "", stem, flags=re.IGNORECASE)
+    stem = _COPY_MARK.sub("", stem)
     return re.sub(r"^\d{1,3}[\s._-]+(?=\D)", "", stem).strip()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -40,19 +41,25 @@ _EN_DURATION = re.compile(
     r"|(?P<halfmin>half[\s-](?:a[\s-])?minute)"
 )
 _FROM_TO = re.compile(
-    rf"from\s+(?:{_NUM})[\s-]*(?P<unit>{_SEC}|{_MIN})?\s*to\s+(?P<to>{_NUM})(?![\w.:])[\s-]*(?P<unit2>{_SEC}|{_MIN})?"
+    rf"from\s+(?:{_NUM})[\s-]*(?:(?P<unit>{_SEC}|{_MIN})\s*)?to\s+(?P<to>{_NUM})(?![\w.:])[\s-]*(?P<unit2>{_SEC}|{_MIN})?"
 )
 # The daemon turns job.toml overrides into "Aspect 9:16. Duration 20 seconds.": these win over the prose.
 _EXPLICIT_DURATION = re.compile(
-    rf"\b(?:duration|length)(?:_s)?\s*(?:[:=]|of|is|to|should be)?\s*(?P<n>\d+(?:\.\d+)?)(?![\d:x])[\s-]*(?P<unit>{_SEC}|{_MIN})?"
+    rf"\b(?:duration|length)(?:_s)?(?:\s*(?:[:=]|of|is|to|should be))?\s*(?P<n>\d+(?:\.\d+)?)(?![\d:x])[\s-]*(?P<unit>{_SEC}|{_MIN})?"
 )
 _EXPLICIT_ASPECT = re.compile(
-    r"\baspect(?:[\s_-]ratio)?\s*(?:[:=]|of|is|to|should be)?\s*[\"']?(?P<a>16:9|9:16|1:1)\b"
+    r"\baspect(?:[\s_-]ratio)?(?:\s*(?:[:=]|of|is|to|should be))?\s*[\"']?(?P<a>16:9|9:16|1:1)\b"
 )
-_PER_SHOT = re.compile(r"^\s*(?:each|apiece|per\s+(?:photo|image|picture|slide|shot|clip))\b")
+# Matched at the end of a duration ("3 seconds each").
+_PER_SHOT = re.compile(r"\s*(?:each|apiece|per\s+(?:photo|image|picture|slide|shot|clip))\b")
+# Searched in the few characters before a duration ("each photo for about 3 seconds").
 _PER_SHOT_BEFORE = re.compile(
-    r"\b(?:each|every|per)\s+(?:photo|image|picture|slide|shot|clip)s?\s+(?:for|lasts?|of|at)?\s*(?:about|around|roughly)?\s*$"
+    r"\b(?:each|every|per)\s+(?:photo|image|picture|slide|shot|clip)s?\s+(?:(?:for|lasts?|of|at)\s*)?(?:(?:about|around|roughly)\s*)?$"
 )
+# How far before a duration _PER_SHOT_BEFORE looks: its longest wording ("every picture lasts
+# roughly ") with room for extra spaces. Searching the whole text before each duration made a
+# prompt of many durations quadratic.
+_PER_SHOT_BEFORE_CHARS = 80
 _ZH_DIGITS = {
     "零": 0,
     "一": 1,
@@ -66,7 +73,10 @@ _ZH_DIGITS = {
     "八": 8,
     "九": 9,
 }
-_ZH_NUM = r"(?:\d+(?:\.\d+)?|[零一二两三四五六七八九十百]+)"
+# Each alternative starts only at the first character of its run: a start inside a run of digits
+# or numerals can only match where the run's start already would have (the unit comes after the
+# whole run), and trying every start made a long run of digits quadratic.
+_ZH_NUM = r"(?:(?<!\d)\d+(?:\.\d+)?|(?<![零一二两三四五六七八九十百])[零一二两三四五六七八九十百]+)"
 _ZH_DURATION = re.compile(
     rf"(?P<m>{_ZH_NUM})\s*分(?:钟)?\s*(?:(?P<ms>{_ZH_NUM})\s*秒|(?P<half>半))?|(?P<s>{_ZH_NUM})\s*秒|(?P<halfmin>半分钟)"
 )
@@ -102,7 +112,9 @@ _TRANSITION_KINDS: list[tuple[str, str]] = [
     (r"\bslid(?:e|ing)\b|滑动|推移", "slideleft"),
     (r"\bwipes?\b|擦除", "wipeleft"),
     (
-        r"\bzoom(?:[\s-]in)?\s+transitions?\b|\btransitions?\b[^.,;]*\bzoom|\buse (?:a )?zoom\b|缩放转场",
+        # "transition ... zoom" in one clause; the span after a "transition" stops at the next one
+        # (which is then tried itself), so clauses of many "transition"s stay linear.
+        r"\bzoom(?:[\s-]in)?\s+transitions?\b|\btransitions?\b(?:(?!\btransitions?\b)[^.,;])*\bzoom|\buse (?:a )?zoom\b|缩放转场",
         "zoomin",
     ),
     (r"\bdissolves?\b|溶解", "dissolve"),
@@ -159,18 +171,22 @@ _TITLE_OFF = re.compile(
     r"\b(?:no|remove (?:the )?|without (?:a |the )?|drop (?:the )?|delete (?:the )?)title\b|去掉标题|不要标题|删除标题"
 )
 _TITLE_AFTER = re.compile(
-    r"(?:\btitle(?:d| it| should be| is)?\s*(?:to|as)?\s*[:：]?\s+|\bcalled\s+|\bnamed\s+|\bheadline\s*[:：]\s*"
-    r"|\bchange the title to\s+|标题(?:改成|改为|是|为)?\s*[:：]?\s*|题为|题目\s*[:：]?\s*)"
+    r"(?:\btitle(?:d| it| should be| is)?(?:\s*(?:to|as))?(?:\s*[:：])?\s+|\bcalled\s+|\bnamed\s+|\bheadline\s*[:：]\s*"
+    r"|\bchange the title to\s+|标题(?:改成|改为|是|为)?(?:\s*[:：])?\s*|题为|题目(?:\s*[:：])?\s*)"
     r"(?P<t>[^,.;!?\n，。；！？]{1,60})",
     re.IGNORECASE,
 )
+# What ends a title phrase ("Summer Sale with music" → "Summer Sale"); from a run's first space only.
+_TITLE_END = re.compile(r"(?<!\s)\s+(?:with|and|in|for|using)\s+")
 _QUOTES = re.compile(
     r"\"(?P<a>[^\"\n]{1,120})\"|“(?P<b>[^”\n]{1,120})”|「(?P<c>[^」\n]{1,120})」|『(?P<d>[^』\n]{1,120})』|《(?P<e>[^》\n]{1,120})》"
     r"|‘(?P<f>[^’\n]{1,120})’|(?:(?<=^)|(?<=[\s:(（]))'(?P<g>[^'\n]{1,120}?)'(?=[\s.,;:!?)）]|$)"
 )
+# A web address is bounded like a real one (labels of at most 63 characters, a short path): it
+# becomes the end card's text, and every description line is compared with that text.
 _CTA = re.compile(
     r"\b(?:shop now|buy now|order (?:now|today|online)|book (?:now|today|a table)|sign up(?: today| now)?|learn more"
-    r"|link in (?:the |my |our )?bio|get yours(?: today| now)?|visit (?:us at )?[\w-]+(?:\.[\w-]+)+(?:/\S*)?"
+    r"|link in (?:the |my |our )?bio|get yours(?: today| now)?|visit (?:us at )?[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}(?:/\S{0,100})?"
     r"|call (?:us )?(?:now|today)|follow us(?: on \w+)?|subscribe(?: now| today)?|download (?:it )?now|try it (?:free|now|today)"
     r"|swipe up|reserve (?:now|today|your \w+)|available now|in stores now)"
     r"|立即购买|马上购买|点击链接|关注我们|立即下单|马上下单|立即预订",
@@ -212,14 +228,20 @@ _ZH_SUBJECT = re.compile(
 )
 # Words that end a subject phrase ("a coffee shop in vertical format" → "coffee shop").
 _SUBJECT_STOP = re.compile(
-    r"\s+(?:with|in|using|for|and|that|which|set to|on|at|as|from|into|no|without|plus)\b.*$|\s+\d.*$",
+    r"(?<!\s)\s+(?:with|in|using|for|and|that|which|set to|on|at|as|from|into|no|without|plus)\b.*$|(?<!\s)\s+\d.*$",
     re.IGNORECASE,
 )
 _DESCRIPTION = re.compile(
     r"(?:description|script|text|copy|details|about it|story|points|notes|captions|字幕|文案|描述|介绍)\s*[:：]\s*(?P<d>.+)$",
     re.IGNORECASE | re.DOTALL,
 )
-_PLACEHOLDER = re.compile(r"\[[^\]]*\]|<[^>]*>")
+# Placeholders left in a pasted template ("[your product]", "<name>") are masked by
+# _without_placeholders, which does what re.sub(r"\[[^\]]*\]|<[^>]*>", " ", text) did in one pass.
+_OPENER = re.compile(r"[\[<]")
+_CLOSER = {"[": "]", "<": ">"}
+# " - " between two phrases of a sentence. The run of spaces is matched from its first character
+# only (a start inside it fails the same way): from every start, a long run was quadratic.
+_DASH_BREAK = re.compile(r"(?<!\s)\s+[—–-]\s+")
 # Spec vocabulary: a clause made only of these words asks for a setting, it describes no content.
 _SPEC_WORDS = re.compile(
     r"\b(?:a|an|the|my|our|your|these|this|those|it|me|please|and|with|in|into|to|of|as|for|at|from|some|any|no|without|nice"
@@ -385,7 +407,9 @@ def _read_duration(low: str, intent: Intent) -> None:
         seconds = _en_seconds(match)
         if seconds is None:
             continue
-        if _PER_SHOT.match(low[match.end() :]) or _PER_SHOT_BEFORE.search(low[: match.start()]):
+        # Matched in place, not on slices: a copy of the rest of the text per duration was quadratic.
+        before = max(0, match.start() - _PER_SHOT_BEFORE_CHARS)
+        if _PER_SHOT.match(low, match.end()) or _PER_SHOT_BEFORE.search(low, before, match.start()):
             intent.shot_s = intent.shot_s or seconds
             continue
         intent.duration_s = seconds
@@ -424,12 +448,12 @@ def _zh_seconds(match: re.Match[str]) -> float | None:
 
 
 def _number(word: str | None) -> float | None:
-    """``"30"``, ``"2.5"``, ``"thirty"``, ``"twenty-five"``, ``"a"`` → a number."""
+    """``"30"``, ``"2.5"``, ``"thirty"``, ``"twenty-five"``, ``"a"`` → a number (None for none or too many digits)."""
     if not word:
         return None
     word = word.strip().lower()
     try:
-        return float(word)
+        return _finite(float(word))
     except ValueError:
         pass
     parts = re.split(r"[\s-]+", word)
@@ -444,12 +468,17 @@ def _number(word: str | None) -> float | None:
     return float(total)
 
 
+def _finite(value: float) -> float | None:
+    """The value, or None for the infinity 400 digits parse to (it cannot become a length)."""
+    return value if math.isfinite(value) else None
+
+
 def _zh_number(text: str) -> float | None:
     """Arabic digits or Chinese numerals up to the hundreds (``"十五"`` → 15, ``"一百二十"`` → 120)."""
     if not text:
         return None
     try:
-        return float(text)
+        return _finite(float(text))
     except ValueError:
         pass
     total = 0
@@ -525,16 +554,14 @@ def _read_title(text: str, low: str, quoted: list[str], intent: Intent) -> None:
         return
     match = _TITLE_AFTER.search(text)
     if match:
-        title = re.split(r"\s+(?:with|and|in|for|using)\s+", match.group("t").strip(), maxsplit=1)[0].strip(
-            " '\""
-        )
+        title = _TITLE_END.split(match.group("t").strip(), maxsplit=1)[0].strip(" '\"")
         if title and not re.fullmatch(r"(?:cards?|text|screen|card|slide|overlay)s?", title, re.IGNORECASE):
             intent.title = title
 
 
 def _subject(text: str) -> str | None:
     """What the video is about ("promoting a coffee shop, vertical" → "Coffee Shop")."""
-    match = _SUBJECT.search(_PLACEHOLDER.sub(" ", text))
+    match = _SUBJECT.search(_without_placeholders(text))
     if match:
         subject = _SUBJECT_STOP.sub("", match.group("s")).strip(" -'\"")
         words = subject.split()
@@ -546,14 +573,34 @@ def _subject(text: str) -> str | None:
     return None
 
 
+def _without_placeholders(text: str) -> str:
+    """The text with each ``[...]`` and ``<...>`` replaced by a space, left to right.
+
+    The regex tried every ``[`` with no ``]`` after it against the whole rest of the text
+    (quadratic); here such an opener is skipped at once, and each closer is found by one scan
+    of the text that is then masked.
+    """
+    last = {opener: text.rfind(closer) for opener, closer in _CLOSER.items()}
+    pieces: list[str] = []
+    done = 0
+    for found in _OPENER.finditer(text):
+        at, opener = found.start(), found.group()
+        if at < done or at > last[opener]:
+            continue  # inside the placeholder just masked, or nothing can close it
+        pieces += [text[done:at], " "]
+        done = text.index(_CLOSER[opener], at + 1) + 1
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
 def content_lines(text: str) -> list[str]:
     """Sentences that describe content rather than ask for settings (a pasted description)."""
-    text = _PLACEHOLDER.sub(" ", text)
+    text = _without_placeholders(text)
     described = _DESCRIPTION.search(text)
     body = described.group("d") if described else text
     lines: list[str] = []
     for sentence in _SENTENCES.split(body):
-        for part in re.split(r"\s+[—–-]\s+", sentence):
+        for part in _DASH_BREAK.split(sentence):
             part = part.strip(" \t-–—•*\"'“”")
             if part and not _is_instruction(part, described=described is not None):
                 lines.append(_short_line(part))

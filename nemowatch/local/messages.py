@@ -11,14 +11,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nemowatch.api.draft import timeline_summary, tracks
+from nemowatch.api.formats import MAX_MESSAGE_BYTES, message_bytes, over_limit
 from nemowatch.local.agent import MessageRun, Outcome
 from nemowatch.local.backend import Backend, backend_of
 from nemowatch.local.protocol import ApiError, EventStream, json_body
 from nemowatch.local.store import SessionRecord
 
+# A run request is a message and a few ids; JSON may spell one byte of the message as six
+# ("\u0001"), so this leaves room for any message within the limit and no more than needed.
+MAX_RUN_BODY_BYTES = 8 * MAX_MESSAGE_BYTES
+
 
 def _message_text(body: dict[str, Any]) -> tuple[str, str]:
-    """(session id, text) from an ADK run request, or HTTP 422."""
+    """(session id, text) from an ADK run request, or HTTP 422 (also for a message over the limit)."""
     session_id = body.get("session_id")
     message = body.get("new_message")
     parts = message.get("parts") if isinstance(message, dict) else None
@@ -28,6 +33,14 @@ def _message_text(body: dict[str, Any]) -> tuple[str, str]:
     text = "\n".join(texts).strip()
     if not text:
         raise ApiError(None, 422, "new_message.parts holds no text")
+    size = message_bytes(text)
+    if size > MAX_MESSAGE_BYTES:
+        # Refused before the director sees it: its work grows with the text.
+        raise ApiError(
+            None,
+            422,
+            f"the message is too long: {over_limit(size)}; shorten it or send it as several messages",
+        )
     return session_id, text
 
 
@@ -57,7 +70,7 @@ async def run_sse(request: Request) -> Response | EventStream:
     """Carry out one message and stream its ADK events (404 unknown session, 422 bad body, 2001 credits)."""
     backend = backend_of(request)
     backend.user(request)
-    session_id, text = _message_text(await json_body(request))
+    session_id, text = _message_text(await json_body(request, MAX_RUN_BODY_BYTES))
     rec = backend.store.sessions.get(session_id)
     if rec is None:
         raise ApiError(None, 404, "Session not found")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from nemowatch.api.formats import over_limit
 from nemowatch.local.agent import StreamDropped
 
 
@@ -70,12 +72,29 @@ class EventStream:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The JSON object body, or HTTP 422."""
+async def json_body(request: Request, max_bytes: int | None = None) -> dict[str, Any]:
+    """The JSON object body, or HTTP 422; a body over ``max_bytes`` is refused (422) without being kept."""
+    raw = await request.body() if max_bytes is None else await _body_within(request, max_bytes)
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(None, 422, "the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(None, 422, "the request body must be a JSON object")
     return body
+
+
+async def _body_within(request: Request, max_bytes: int) -> bytes:
+    """The body when it is at most ``max_bytes``. A longer one is still read to its end, so the
+    refusal reaches the client rather than a reset connection, but none of it is kept."""
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received <= max_bytes:
+            chunks.append(chunk)
+        else:
+            chunks.clear()
+    if received > max_bytes:
+        raise ApiError(None, 422, f"the request body is too large: {over_limit(received, max_bytes)}")
+    return b"".join(chunks)
