@@ -34,26 +34,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.daemon_helpers import (  # noqa: E402 (the repository root must be importable first)
-    SMALL,
+    drop_photo_job,
     make_setup,
     nemowatch,
-    photo,
     serve_backend,
     start_daemon,
     status_of,
     stop_daemon,
     wait_for,
-    write_prompt,
 )
 
 LIMIT_S = 900.0
-
-
-def drop(inbox: Path, name: str) -> None:
-    job = inbox / name
-    photo(job / "p1.jpg", (220, 120, 30))
-    photo(job / "p2.jpg", (30, 120, 220))
-    write_prompt(job, f"{SMALL} of these photos, job {name}\n")
 
 
 def journal_state(config: Path, name: str) -> str:
@@ -72,7 +63,7 @@ def backend_run(root: Path, every: float) -> tuple[float, float]:
     env = {"NEMO_API_URL": backend.url, "NEMO_CLIENT_ID": str(uuid.uuid4())}
     daemon = start_daemon(setup, **env)
     try:
-        drop(setup.inbox, "outage")
+        drop_photo_job(setup.inbox, "outage")
         job_dir = setup.outbox / "outage"
         wait_for(lambda: status_of(job_dir).startswith("rendering"), "the render", timeout=LIMIT_S)
         backend.proc.send_signal(signal.SIGKILL)
@@ -110,7 +101,7 @@ def outbox_run(root: Path, every: float) -> float:
             pass
         daemon = start_daemon(setup)
         try:
-            drop(setup.inbox, "full")
+            drop_photo_job(setup.inbox, "full")
             wait_for(
                 lambda: journal_state(setup.config, "full") == "waiting_outbox", "the wait", timeout=LIMIT_S
             )

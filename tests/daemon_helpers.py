@@ -383,6 +383,15 @@ def uploads(state: Path) -> Iterator[Path]:
     yield from (p for p in (state / "local-backend" / "uploads").rglob("*") if p.is_file())
 
 
+def drop_photo_job(inbox: Path, name: str) -> dict[str, str]:
+    """A small two-photo job in the inbox, asking for a tiny video; returns the digest of what was dropped."""
+    job = inbox / name
+    photo(job / "p1.jpg", (220, 120, 30))
+    photo(job / "p2.jpg", (30, 120, 220))
+    write_prompt(job, f"{SMALL} of these photos, job {name}\n")
+    return tree_digest(job)
+
+
 def copy_slowly(src: Path, dst: Path, chunk: int = 1 << 20, pause_s: float = 0.05) -> None:
     """Copy like a sync client: in chunks with pauses, into the final name (no temp file)."""
     with src.open("rb") as reader, dst.open("wb") as writer:

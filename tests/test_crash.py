@@ -19,18 +19,15 @@ from typing import Any
 import pytest
 
 from tests.daemon_helpers import (
-    SMALL,
     Backend,
     Setup,
     check_done,
     check_failed,
+    drop_photo_job,
     make_setup,
     nemowatch,
-    photo,
     run_once,
     serve_backend,
-    tree_digest,
-    write_prompt,
 )
 
 # Every write-ahead record a job goes through, in order (see docs/internals.md, "Step keys").
@@ -69,14 +66,6 @@ def _setup(tmp_path: Path, backend: Backend) -> tuple[Setup, dict[str, str]]:
     return setup, env
 
 
-def _drop(setup: Setup, name: str) -> dict[str, str]:
-    job = setup.inbox / name
-    photo(job / "p1.jpg", (220, 120, 30))
-    photo(job / "p2.jpg", (30, 120, 220))
-    write_prompt(job, f"{SMALL} of these photos, job {name}\n")
-    return tree_digest(job)
-
-
 def _reached(backend: Backend, name: str) -> tuple[list[str], list[dict[str, Any]], list[str]]:
     """What reached the backend for this job: its messages, renders and uploaded file names."""
     sessions = [s for s in backend.sessions() if s["task_name"] == name]
@@ -101,7 +90,7 @@ def test_killed_at_any_step_the_job_finishes_once_after_restart(
 ) -> None:
     setup, env = _setup(tmp_path, backend)
     name = "job-" + point.replace(":", "-").replace(".", "-")
-    dropped = _drop(setup, name)
+    dropped = drop_photo_job(setup.inbox, name)
 
     crashed = run_once(setup, NEMOWATCH_TEST_CRASH_AT=point, **env)
     assert crashed.returncode == -signal.SIGKILL, (

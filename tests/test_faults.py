@@ -24,32 +24,21 @@ from tests.daemon_helpers import (
     SMALL,
     Setup,
     check_done,
+    drop_photo_job,
     free_port,
     make_setup,
     nemowatch,
-    photo,
     run_once,
     serve_backend,
     start_daemon,
     status_of,
     stop_daemon,
-    tree_digest,
     wait_for,
-    write_prompt,
 )
 
 ROOT = os.geteuid() == 0
 # Short waits for the tests; the defaults (60 s, 24 h, 10 min) are for people.
 FAST_FAULTS = {"retry_every_s": 0.5, "patience_h": 24, "once_patience_min": 0.1}
-
-
-def drop(setup: Setup, name: str) -> dict[str, str]:
-    """A small photo job in the inbox; returns the digest of what was dropped."""
-    job = setup.inbox / name
-    photo(job / "p1.jpg", (220, 120, 30))
-    photo(job / "p2.jpg", (30, 120, 220))
-    write_prompt(job, f"{SMALL} of these photos, job {name}\n")
-    return tree_digest(job)
 
 
 def job_states(setup: Setup) -> dict[str, dict[str, Any]]:
@@ -110,7 +99,7 @@ def test_an_outage_in_the_middle_of_a_job_ends_in_done_not_failed(tmp_path: Path
     env = {"NEMO_API_URL": backend.url, "NEMO_CLIENT_ID": str(uuid.uuid4()), "NEMOWATCH_TEST_FAST_WAITS": "1"}
     daemon = start_daemon(setup, **env)
     try:
-        dropped = drop(setup, "outage")
+        dropped = drop_photo_job(setup.inbox, "outage")
         # The render reached the backend: now the backend goes away (its port refuses connections).
         wait_for(lambda: "render:0:submitting" in steps_of(setup), "the render to be submitted")
         backend.proc.send_signal(signal.SIGKILL)
@@ -133,7 +122,7 @@ def test_an_outage_in_the_middle_of_a_job_ends_in_done_not_failed(tmp_path: Path
         assert len([r for s in sessions for r in s["renders"]]) == 1  # followed, not submitted again
 
         # The next job flows without a restart.
-        second = drop(setup, "after")
+        second = drop_photo_job(setup.inbox, "after")
         wait_for(lambda: status_of(setup.outbox / "after") == "done", "the next job")
         check_done(setup.outbox / "after", inputs=second)
     finally:
@@ -152,7 +141,7 @@ def test_once_waits_for_an_unreachable_backend_then_exits_1_keeping_the_job(tmp_
         "NEMO_CLIENT_ID": str(uuid.uuid4()),
         "NEMOWATCH_TEST_FAST_WAITS": "1",
     }
-    dropped = drop(setup, "offline")
+    dropped = drop_photo_job(setup.inbox, "offline")
     gave_up = run_once(setup, **env)
     output = gave_up.stdout + gave_up.stderr
     assert gave_up.returncode == 1, output
@@ -193,11 +182,18 @@ def full_disk(folder: Path) -> Iterator[Callable[[], None]]:
         finally:
             subprocess.run(["umount", "-l", str(folder)], check=False)
     else:
-        folder.chmod(0o555)
-        try:
-            yield lambda: folder.chmod(0o755)
-        finally:
-            folder.chmod(0o755)
+        with unwritable(folder) as release:
+            yield release
+
+
+@contextlib.contextmanager
+def unwritable(folder: Path) -> Iterator[Callable[[], None]]:
+    """What a user without the right to mount can do: the folder's mode forbids writing (EACCES)."""
+    folder.chmod(0o555)
+    try:
+        yield lambda: folder.chmod(0o755)
+    finally:
+        folder.chmod(0o755)
 
 
 @contextlib.contextmanager
@@ -215,11 +211,8 @@ def read_only(folder: Path) -> Iterator[Callable[[], None]]:
         finally:
             subprocess.run(["umount", "-l", str(folder)], check=False)
     else:
-        folder.chmod(0o555)
-        try:
-            yield lambda: folder.chmod(0o755)
-        finally:
-            folder.chmod(0o755)
+        with unwritable(folder) as release:
+            yield release
 
 
 def test_a_full_outbox_makes_the_job_wait_and_it_finishes_once_space_is_freed(tmp_path: Path) -> None:
@@ -227,7 +220,7 @@ def test_a_full_outbox_makes_the_job_wait_and_it_finishes_once_space_is_freed(tm
     with full_disk(setup.outbox) as free_space:
         daemon = start_daemon(setup)
         try:
-            dropped = drop(setup, "squeezed")
+            dropped = drop_photo_job(setup.inbox, "squeezed")
             waiting = wait_for(
                 lambda: job_states(setup).get("squeezed", {}).get("state") == "waiting_outbox"
                 and job_states(setup)["squeezed"],
@@ -240,7 +233,7 @@ def test_a_full_outbox_makes_the_job_wait_and_it_finishes_once_space_is_freed(tm
             wait_for(lambda: status_of(job_dir) == "done", "the job to finish once space was freed")
             check_done(job_dir, inputs=dropped)
             # The slot was freed and the daemon was never stuck: the next job flows without a restart.
-            second = drop(setup, "next")
+            second = drop_photo_job(setup.inbox, "next")
             wait_for(lambda: status_of(setup.outbox / "next") == "done", "the next job")
             check_done(setup.outbox / "next", inputs=second)
         finally:
@@ -256,7 +249,7 @@ def test_a_read_only_outbox_keeps_new_jobs_in_the_inbox_until_it_is_writable(tmp
     with read_only(setup.outbox) as writable_again:
         daemon = start_daemon(setup)
         try:
-            dropped = drop(setup, "ro")
+            dropped = drop_photo_job(setup.inbox, "ro")
             wait_for(lambda: "ro stays in the inbox for now" in daemon_output(setup), "the warning")
             assert (setup.inbox / "ro" / "prompt.txt").is_file()  # nothing taken, nothing lost
             writable_again()

@@ -257,7 +257,12 @@ class Daemon:
                 await self.watcher.stop()
             if watchdog is not None:
                 watchdog.cancel()
-            self._write_daemon_fact(stopped=True)
+            try:
+                self._write_daemon_fact(stopped=True)
+            except Exception as exc:
+                if disk_fault(exc, str(self.journal.path)) is None:
+                    raise
+                logger.warning("could not record the stop in the journal: {}", exc)
             self.notifier.close()
             self.job_logs.stop()
         return self._exit_status()
