@@ -149,10 +149,13 @@ def test_a_prompt_txt_that_is_no_readable_text_file_says_exactly_that(tmp_path: 
     assert read_prompt(job / "prompt.txt") == ["a short film"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its mode")
 def test_an_unreadable_prompt_txt_says_so_and_how_to_fix_it(tmp_path: Path) -> None:
     path = write(tmp_path / "prompt.txt", "a short film")
     path.chmod(0)
+    if os.geteuid() == 0:
+        # Root reads any file whatever its mode, so for a daemon run as root the file is simply read.
+        assert read_prompt(path) == ["a short film"]
+        return
     assert _problem(path) == (
         "prompt.txt cannot be read (permission denied); make it readable for the user nemowatch"
         " runs as (chmod a+r prompt.txt)."
