@@ -173,17 +173,27 @@ def full_disk(folder: Path) -> Iterator[Callable[[], None]]:
     """
     if ROOT:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], check=True)
-        filler = folder / "filler.bin"
-        with contextlib.suppress(OSError), filler.open("wb") as handle:
-            while True:
-                handle.write(b"\0" * 65536)
         try:
-            yield lambda: filler.unlink()
+            with full_disk_file(folder) as free:
+                yield free
         finally:
             subprocess.run(["umount", "-l", str(folder)], check=False)
     else:
         with unwritable(folder) as release:
             yield release
+
+
+@contextlib.contextmanager
+def full_disk_file(folder: Path) -> Iterator[Callable[[], None]]:
+    """Fill the file system under ``folder`` with one file; the function given deletes it."""
+    filler = folder / "filler.bin"
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
+        while True:
+            handle.write(b"\0" * 65536)
+    try:
+        yield lambda: filler.unlink()
+    finally:
+        filler.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -261,3 +271,37 @@ def test_a_read_only_outbox_keeps_new_jobs_in_the_inbox_until_it_is_writable(tmp
     output = daemon_output(setup)
     no_noise(output)
     assert output.count("ro stays in the inbox for now") == 1  # not once per try
+
+
+def test_a_full_state_disk_keeps_new_jobs_waiting_and_they_finish_once_space_is_freed(tmp_path: Path) -> None:
+    """The journal's disk fills while the daemon runs (as root: a tmpfs state folder; without the right
+    to mount, a folder made read-only cannot stop an open SQLite file, so the outbox stands in)."""
+    setup = make_setup(tmp_path, jobs=FAST_FAULTS)
+    folder = setup.state if ROOT else setup.outbox
+    folder.mkdir(exist_ok=True)
+    if ROOT:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)], check=True)
+    try:
+        daemon = start_daemon(setup)
+        try:
+            wait_for(lambda: "watching" in daemon_output(setup), "the daemon to start")
+            with full_disk_file(folder) if ROOT else unwritable(folder) as free_space:
+                dropped = drop_photo_job(setup.inbox, "cramped")
+                wait_for(
+                    lambda: "cramped stays in the inbox for now" in daemon_output(setup)
+                    or "cramped was taken from the inbox but not yet recorded" in daemon_output(setup)
+                    or job_states(setup).get("cramped", {}).get("state") == "waiting_outbox",
+                    "the job to wait for the disk",
+                )
+                free_space()
+                wait_for(lambda: status_of(setup.outbox / "cramped") == "done", "the job once space was freed")
+            check_done(setup.outbox / "cramped", inputs=dropped)
+            second = drop_photo_job(setup.inbox, "roomy")
+            wait_for(lambda: status_of(setup.outbox / "roomy") == "done", "the next job")
+            check_done(setup.outbox / "roomy", inputs=second)
+        finally:
+            assert stop_daemon(daemon) == 0
+    finally:
+        if ROOT:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+    no_noise(daemon_output(setup))

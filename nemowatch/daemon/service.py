@@ -492,9 +492,13 @@ class Daemon:
                 continue  # a missing inbox: the watcher hands its jobs over again once it is back
             self._intake_busy = True
             try:
-                await asyncio.to_thread(self.intake.take, path)
-                if self._retakes.pop(path, None) is not None:
-                    logger.info("{} could be taken from the inbox after all", path.name)
+                if path in self._retakes and not os.path.lexists(path):
+                    # Claimed before the fault struck, not yet in the journal: the recovery records it.
+                    taken = bool(await asyncio.to_thread(self.intake.recover))
+                else:
+                    taken = await asyncio.to_thread(self.intake.take, path) is not None
+                if self._retakes.pop(path, None) is not None and taken:
+                    logger.info("{} was taken from the inbox after all", path.name)
             except UserError as exc:
                 logger.error("could not take {} from the inbox: {}", path.name, exc)
                 self._untaken = True
@@ -514,17 +518,21 @@ class Daemon:
     def _retake_later(self, path: Path, fault: str) -> None:
         """A job the outbox or state disk kept in the inbox: try to take it again in ``retry_every_s``."""
         every = self.cfg.retry_every_s
-        if path not in self._retakes:
+        if path in self._retakes:
+            logger.debug("{} still cannot be taken: {}", path.name, fault)
+        elif os.path.lexists(path):
             logger.warning("{} stays in the inbox for now: {}; trying again every {:g} s", path.name, fault, every)
         else:
-            logger.debug("{} still cannot be taken: {}", path.name, fault)
+            logger.warning(
+                "{} was taken from the inbox but not yet recorded: {}; trying again every {:g} s",
+                path.name,
+                fault,
+                every,
+            )
         assert self._loop is not None
 
         def again() -> None:
-            if os.path.lexists(path):
-                self._ready.put_nowait(path)
-            else:
-                self._retakes.pop(path, None)
+            self._ready.put_nowait(path)
             self._wake.set()
 
         self._retakes[path] = self._loop.call_later(every, again)
