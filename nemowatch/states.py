@@ -25,11 +25,6 @@ class JobState(StrEnum):
         return self in (JobState.DONE, JobState.FAILED)
 
     @property
-    def is_waiting(self) -> bool:
-        """Waiting for something outside the job (credits, the backend, the outbox's disk)."""
-        return self in (JobState.WAITING_CREDITS, JobState.WAITING_BACKEND, JobState.WAITING_OUTBOX)
-
-    @property
     def human(self) -> str:
         """The words STATUS.txt starts with."""
         return _HUMAN.get(self, self.value)
