@@ -1,4 +1,4 @@
-"""The director: every example prompt of the seed skills, Chinese prompts, edits, and the timing contract."""
+"""The director: every example prompt of the skills users come from (director_examples.py), Chinese prompts, edits, and the timing contract."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from nemowatch.local.director import (
 from nemowatch.local.intent import parse, prettify
 from nemowatch.local.media import MediaItem, probe
 from nemowatch.local.wording import say
+from tests.director_examples import TRY_SAYING
 
 # ---------------------------------------------------------------- fixtures and checks
 
@@ -255,20 +256,12 @@ def test_prompt_settings_are_parsed(
     assert intent.captions is captions
 
 
-def test_every_try_saying_line_in_the_seed_files_is_understood_or_answered() -> None:
-    """Every quoted example in ../shared/seeds produces a draft from the typical job, or a polite answer."""
-    seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
-    assert seeds.is_dir(), f"the project's seed documents belong at {seeds} (shared/ beside the checkout)"
-    prompts: set[str] = set()
-    for path in sorted(seeds.glob("*.txt")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            line = line.strip().lstrip("-").strip()
-            if line.startswith('"') and line.endswith('"') and len(line) > 10:
-                prompts.add(line.strip('"'))
-    assert len(prompts) >= 12
-    for prompt in sorted(prompts):
-        draft = make(prompt, [*PRODUCTS, LOGO])
-        assert draft["m"]["logo"]["src"] == LOGO.id
+@pytest.mark.parametrize("prompt", [line for line, _ in TRY_SAYING])
+def test_every_try_saying_example_makes_a_draft_with_the_logo(prompt: str) -> None:
+    """Each example prompt of the skills users come from (tests/director_examples.py) gives the typical
+    job a draft, with its logo placed."""
+    draft = make(prompt, [*PRODUCTS, LOGO])
+    assert draft["m"]["logo"]["src"] == LOGO.id
 
 
 # ---------------------------------------------------------------- generation details
