@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="write a commented config file and create the folders")
     _common(p)
     p.add_argument("--state", type=Path, help="folder for the journal, work area and logs")
+    p.add_argument(
+        "--sample",
+        action="store_true",
+        help="only copy the sample job (four photos and a prompt.txt) into the inbox; writes no config",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="run the daemon in the foreground (what systemd runs)")
@@ -114,6 +119,8 @@ def _config(args: argparse.Namespace, **extra: Any) -> Config:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.sample:
+        return _init_sample(args)
     path = (args.config or default_config_path()).expanduser()
     overrides = {
         "backend.kind": args.backend,
@@ -143,6 +150,21 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"Inbox:  {cfg.inbox}")
     print(f"Outbox: {cfg.outbox}")
     print(f"Start the daemon with: nemowatch run --config {path}")
+    return EXIT_OK
+
+
+def _init_sample(args: argparse.Namespace) -> int:
+    """`nemowatch init --sample`: the sample job into the inbox of --inbox or the config."""
+    cfg = _config(args)
+    from nemowatch.samples import SAMPLE_NAME, write_sample
+
+    job = write_sample(cfg.inbox)
+    print(f"Wrote the sample job to {job} (four photos and a prompt.txt)")
+    print(
+        f"A running `nemowatch run` starts it once it has been quiet for {cfg.settle_s:g} s;"
+        " `nemowatch once` starts it now"
+    )
+    print(f"The video appears as {cfg.outbox / SAMPLE_NAME / SAMPLE_NAME}.mp4")
     return EXIT_OK
 
 

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 # (the line as a user would type it, the skill whose help suggests it)
 TRY_SAYING: tuple[tuple[str, str], ...] = (
-    ("create five product photos and a logo file into a 1080p MP4", "Hug AI Video Maker Free, Video Creator Free and a third skill"),
-    ("turn these photos into a 30-second promotional video with music and transitions", "Hug AI Video Maker Free"),
-    ("generating videos from photos or clips without manual editing for TikTok creators", "Hug AI Video Maker Free"),
-    ("combine these images into a 30-second video with background music and text overlays", "Video Creator Free"),
+    (
+        "create five product photos and a logo file into a 1080p MP4",
+        "Hug AI Video Maker Free, Video Creator Free and a third skill",
+    ),
+    (
+        "turn these photos into a 30-second promotional video with music and transitions",
+        "Hug AI Video Maker Free",
+    ),
+    (
+        "generating videos from photos or clips without manual editing for TikTok creators",
+        "Hug AI Video Maker Free",
+    ),
+    (
+        "combine these images into a 30-second video with background music and text overlays",
+        "Video Creator Free",
+    ),
     (
         "creating short videos from photos or clips without editing software for content creators",
         "Video Creator Free",

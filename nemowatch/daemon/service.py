@@ -578,15 +578,14 @@ class Daemon:
             self.cfg.settle_s,
             self.cfg.outbox,
         )
-        sample = Path("samples") / "promo"
-        if (sample / "prompt.txt").is_file():
-            # Run from a checkout: point at the sample job, the quickest way to see a result.
-            logger.info(
-                "to try it: cp -r {} {}/ — {}/promo/promo.mp4 follows in about a minute",
-                sample,
-                self.cfg.inbox,
-                self.cfg.outbox,
-            )
+        from nemowatch.samples import SAMPLE_NAME, try_it_command
+
+        # The quickest way to see a result: the sample job that ships with nemowatch (docs/contract.md).
+        logger.info(
+            "to try it: {} — the video appears in {}/",
+            try_it_command(self.cfg.inbox),
+            self.cfg.outbox / SAMPLE_NAME,
+        )
 
     # -- credits and status ------------------------------------------------------------------
 

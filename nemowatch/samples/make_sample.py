@@ -1,6 +1,6 @@
 """Draw the sample job's photos: four procedural landscapes, so the repo ships no third-party images.
 
-Run once (``python samples/make_sample.py``); the JPEGs it writes are committed. Each scene is
+Run once (``python -m nemowatch.samples.make_sample``); the JPEGs it writes are committed. Each scene is
 a sky gradient, a sun or moon with a glow, layered mountain ridges fading into haze and a lake
 that mirrors them — enough texture for transitions, Ken Burns motion and colour grades to show.
 """
@@ -125,7 +125,7 @@ def draw(scene: Scene) -> Image.Image:
 
 
 def main() -> None:
-    """Write every scene as a JPEG under 150 KB into samples/promo/."""
+    """Write every scene as a JPEG under 150 KB into nemowatch/samples/promo/."""
     HERE.mkdir(parents=True, exist_ok=True)
     for scene in SCENES:
         path = HERE / scene.name
