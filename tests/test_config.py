@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from nemowatch.cli import main
-from nemowatch.config import ConfigError, example_text, load_config
+from nemowatch.config import SCHEMA, ConfigError, example_text, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,3 +109,13 @@ def test_init_writes_a_commented_config_that_loads_back(tmp_path: Path) -> None:
 
 def test_the_shipped_example_is_what_init_writes() -> None:
     assert (REPO / "config" / "nemowatch.example.toml").read_text() == example_text()
+
+
+def test_the_contract_lists_every_config_key_with_its_default() -> None:
+    """docs/contract.md is the reference users read: each key of the schema, its default as TOML, and no other."""
+    contract = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \|", contract, re.MULTILINE)
+    assert listed == [key.dotted for key in SCHEMA]
+    for key in SCHEMA:
+        default = tomli_w.dumps({"x": key.default}).strip().removeprefix("x = ")
+        assert f"| `{key.dotted}` | `{default}` |" in contract, key.dotted
