@@ -77,7 +77,7 @@ def segments(track: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def is_ready_for_export(draft: Draft | None) -> bool:
-    """True when at least one track has a non-empty segment list (nemo-api.md)."""
+    """True when at least one track has a non-empty segment list (docs/api.md)."""
     return any(segments(track) for track in tracks(draft))
 
 

@@ -1,6 +1,6 @@
 """The API's envelope and error codes turned into typed exceptions, each with a message and a hint.
 
-The contract (nemo-api.md, "Tolerance"): an error may come as a non-2xx HTTP
+The contract (docs/api.md, "The envelope"): an error may come as a non-2xx HTTP
 status, as HTTP 200 with a non-zero ``code``, or both, and a body may be missing
 or not JSON (a proxy's 502 page). The envelope ``code`` decides when there is
 one; otherwise the HTTP status does.
@@ -23,7 +23,7 @@ CODE_CREDITS = 2001
 CODE_FILE_TYPE = 4001
 CODE_FILE_SIZE = 4002
 # Codes that refuse a request before any work is done. Inside an SSE stream (HTTP 200 already sent)
-# they mean exactly what they mean in an envelope (nemo-api.md): re-authenticate, replay the lost
+# they mean exactly what they mean in an envelope (docs/api.md): re-authenticate, replay the lost
 # session, wait for credits, wait out the rate limit. Other in-stream errors may follow real work.
 REFUSED_BEFORE_WORK = frozenset({CODE_TOKEN, 401, CODE_SESSION, CODE_CREDITS, 429})
 

@@ -1,6 +1,6 @@
 """The Google-ADK event stream of ``/run_sse``, turned into typed events and one reply.
 
-Two pure stages, no I/O, so every tolerance rule of nemo-api.md is testable alone:
+Two pure stages, no I/O, so every tolerance rule of docs/api.md is testable alone:
 
 - :class:`SSEDecoder`: text chunks → frames. It is a small SSE reader of our own
   because httpx-sse drops comment lines (``: ping``), and comments are one of the
@@ -169,7 +169,7 @@ def _error_text(value: Any) -> str:
 class StreamAssembler:
     """Frames of one run → typed events, the reply, the tool calls and the error.
 
-    Text rules (nemo-api.md): ``"thought": true`` parts and the user's own turn are
+    Text rules (docs/api.md): ``"thought": true`` parts and the user's own turn are
     skipped; ``"partial": true`` chunks are shown as they come but the next
     non-partial text REPLACES them; a non-partial event repeating an earlier event
     id replaces that text. Separate non-partial replies (several agent turns) are

@@ -85,7 +85,7 @@ class PipelineSettings:
     poll_interval_s: float = 30  # between render status checks
     language: str = "en"
     backend: str = "cloud"  # result.json's "backend"
-    # After a dropped stream (nemo-api.md): wait, read the state; unchanged → wait again; give up after N reads.
+    # After a dropped stream (docs/api.md): wait, read the state; unchanged → wait again; give up after N reads.
     recovery_first_wait_s: float = 30
     recovery_wait_s: float = 60
     recovery_reads: int = 5
@@ -485,7 +485,7 @@ class _JobRun:
             except SessionNotFound:
                 raise _SessionLost() from None
             except RateLimited as exc:
-                # 429: wait and try once more (nemo-api.md), then the job waits for the backend.
+                # 429: wait and try once more (docs/api.md), then the job waits for the backend.
                 if rate_limited or self.p.health.down:
                     raise _WaitForBackend(exc) from None
                 rate_limited = True
@@ -584,7 +584,7 @@ class _JobRun:
                 self.journal.delete_steps(self.job.id, [key])
                 raise await self.out_of_credits(exc, f"message {index + 1}") from None
             except RateLimited as exc:
-                # Refused before any work: safe to send once more after the wait (nemo-api.md).
+                # Refused before any work: safe to send once more after the wait (docs/api.md).
                 self.journal.delete_steps(self.job.id, [key])
                 if rate_limited:
                     raise _WaitForBackend(exc) from None
@@ -621,7 +621,7 @@ class _JobRun:
 
     async def recover(self, index: int, before: str, reported: str | None = None) -> None:
         """After a dropped stream, an error frame or a restart: read the state until the message's
-        effect shows, never sending it again (nemo-api.md's recovery schedule)."""
+        effect shows, never sending it again (docs/api.md's recovery schedule)."""
         s = self.s
         self.set_detail(f"message {index + 1}: waiting for the backend to confirm it")
         for read in range(s.recovery_reads):

@@ -84,7 +84,7 @@ RUNNABLE = (
 UNTIL_PROBED = float("inf")
 # Test hooks, read here and nowhere else. CRASH_AT: SIGKILL the daemon right after a journal write
 # whose key starts with this value is committed. FAST_WAITS: shrink the pipeline's recovery and
-# retry waits (30 s, 60 s … in production, as nemo-api.md asks) so crash tests finish in seconds.
+# retry waits (30 s, 60 s … in production, as docs/api.md says) so crash tests finish in seconds.
 CRASH_ENV = "NEMOWATCH_TEST_CRASH_AT"
 FAST_WAITS_ENV = "NEMOWATCH_TEST_FAST_WAITS"
 

@@ -5,7 +5,7 @@ cloud, the backend finishes a message it accepted even when the client hangs up,
 so a client that lost the stream can read the session state and find the edit.
 The stream only reports the run: tool calls and results while it works, then the
 reply as partial text chunks and one final event with the whole text, all with
-the same event id (ADK's streaming shape, see nemo-api.md). While a step takes
+the same event id (ADK's streaming shape, see docs/api.md). While a step takes
 long, the stream sends heartbeats so the client can tell "slow" from "gone".
 """
 

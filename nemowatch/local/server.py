@@ -1,6 +1,6 @@
 """The local NemoVideo-compatible backend: the cloud's endpoints, bodies and codes, rendered with ffmpeg.
 
-A client cannot tell it from the cloud (nemo-api.md): the same paths, the
+A client cannot tell it from the cloud (docs/api.md): the same paths, the
 ``{"code", "data", "msg"}`` envelope, the same error codes, an ADK event stream
 on ``/run_sse``. What it adds is local-only: admin endpoints under
 ``/api/local/`` and signed ``/files/renders/<id>.mp4`` links.
