@@ -159,12 +159,12 @@ def _init_sample(args: argparse.Namespace) -> int:
     from nemowatch.samples import SAMPLE_NAME, write_sample
 
     job = write_sample(cfg.inbox)
+    # The daemon that takes it may run with other flags (its own --outbox, settle time): say only what holds.
     print(f"Wrote the sample job to {job} (four photos and a prompt.txt)")
+    print("A daemon watching that inbox starts it once it has been quiet for watch.settle_s;")
     print(
-        f"A running `nemowatch run` starts it once it has been quiet for {cfg.settle_s:g} s;"
-        " `nemowatch once` starts it now"
+        f"`nemowatch once` starts it now. The video appears in the outbox as {SAMPLE_NAME}/{SAMPLE_NAME}.mp4"
     )
-    print(f"The video appears as {cfg.outbox / SAMPLE_NAME / SAMPLE_NAME}.mp4")
     return EXIT_OK
 
 
