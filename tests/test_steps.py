@@ -111,3 +111,21 @@ def test_no_step_repeats_a_call_when_no_connection_was_made_or_the_backend_is_kn
         StepRetry().tries(client_retried=False).wait_before_next(error(ServerError), backend_down=True)
         is None
     )
+
+
+def test_retry_drops_the_run_the_patience_clock_and_every_record_of_an_unfinished_render() -> None:
+    stored = {
+        key: {}
+        for key in (
+            "run",
+            "waiting",
+            "render:0:submitted",
+            "render:0:done",
+            "render:1:submitting",
+            "render:1:submitted",
+            "message:0:sending",
+            "message:0:sent",
+            "download:0",
+        )
+    }
+    assert sorted(steps.unfinished(stored)) == ["render:1:submitted", "render:1:submitting", "run", "waiting"]

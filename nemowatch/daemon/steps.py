@@ -41,7 +41,8 @@ from typing import Any, Generic, TypeVar
 
 # A step value's field that is left out of the stored JSON while it holds its default: the stored
 # form of the steps predates the typed values, and a record keeps exactly the keys it always had.
-_OMITTED_AT_DEFAULT: dict[str, bool] = {"omit": True}
+_OMIT = "omit"
+_OMITTED_AT_DEFAULT: dict[str, bool] = {_OMIT: True}
 
 StepJSON = Mapping[str, Any]  # a step's value as the journal stores it
 AllSteps = Mapping[str, StepJSON]  # every step of a job, as ``Journal.steps`` returns them
@@ -57,7 +58,7 @@ class StepValue:
         stored: dict[str, Any] = {}
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
-            if spec.metadata.get("omit") and value == spec.default:
+            if spec.metadata.get(_OMIT) and value == spec.default:
                 continue
             stored[spec.name] = value
         return stored
@@ -245,14 +246,11 @@ def unfinished(steps: AllSteps) -> list[str]:
     """
     stale = [key for key in (OUTBOX.key, RUN.key, WAITING.key) if key in steps]
     for key in steps:
-        parts = key.split(":")
-        if len(parts) != 3 or not parts[1].isdigit():
-            continue
-        name, index, phase = parts[0], int(parts[1]), parts[2]
-        unsent = name == SENDING.name and phase == SENDING.phase and SENT(index).key not in steps
-        unrendered = name == RENDER_DONE.name and RENDER_DONE(index).key not in steps
-        if unsent or unrendered:
+        if (index := SENDING.index(key)) is not None and SENT(index).key not in steps:
             stale.append(key)
+        for render in (SUBMITTING, SUBMITTED, RENDER_FAILED):
+            if (index := render.index(key)) is not None and RENDER_DONE(index).key not in steps:
+                stale.append(key)
     return stale
 
 
