@@ -344,15 +344,10 @@ class Journal:
         )
         return {row["key"]: json.loads(row["value"]) for row in rows}
 
-    def delete_steps(self, job_id: int, keys: Iterable[str] = (), prefix: str | None = None) -> None:
-        """Forget steps: the named ``keys`` and, with ``prefix``, every key starting with it."""
+    def delete_steps(self, job_id: int, keys: Iterable[str]) -> None:
+        """Forget the named steps (``daemon/steps.py`` says which: a lost session's, a refused message's)."""
         with self._write() as db:
             db.executemany("DELETE FROM steps WHERE job_id = ? AND key = ?", [(job_id, k) for k in keys])
-            if prefix is not None:
-                db.execute(
-                    "DELETE FROM steps WHERE job_id = ? AND substr(key, 1, ?) = ?",
-                    (job_id, len(prefix), prefix),
-                )
 
     # -- daemon-wide facts -------------------------------------------------------------------
 

@@ -295,7 +295,7 @@ class _JobRun:
         self.journal.record(self.job.id, step, value, durable=durable)
         self.p.checkpoint(step.key)
         if self.waiting is not None and step != steps.WAITING:
-            self.journal.delete_steps(self.job.id, [steps.WAITING.key])
+            self.forget(steps.WAITING)
             self.waiting = None
 
     def get(self, step: steps.Step[V]) -> V | None:
