@@ -22,7 +22,25 @@ class JobState(StrEnum):
 
     @property
     def is_finished(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED)
+        return self in _FINISHED
+
+    @classmethod
+    def working(cls) -> frozenset[JobState]:
+        """The states a job passes through while the daemon works on it. Progress: the journal
+        records them without an fsync of their own, and STATUS.txt may show them a moment late."""
+        return _WORKING
+
+    @classmethod
+    def runnable(cls) -> tuple[JobState, ...]:
+        """The states a pipeline is started (or resumed) for: the working ones and the passing faults'
+        waits (those start only when their time has come, see daemon/service.py). Waiting for credits
+        is not among them: such a job needs a credit check's release first."""
+        return _RUNNABLE
+
+    @classmethod
+    def unfinished(cls) -> tuple[JobState, ...]:
+        """Every state but done and failed, in the order a job goes through them."""
+        return _UNFINISHED
 
     @property
     def human(self) -> str:
@@ -35,3 +53,12 @@ _HUMAN = {
     JobState.WAITING_BACKEND: "waiting for the backend",
     JobState.WAITING_OUTBOX: "waiting for the outbox",
 }
+
+
+_FINISHED = frozenset({JobState.DONE, JobState.FAILED})
+_UNFINISHED = tuple(state for state in JobState if state not in _FINISHED)
+_WORKING = frozenset(
+    {JobState.QUEUED, JobState.UPLOADING, JobState.PROMPTING, JobState.RENDERING, JobState.DOWNLOADING}
+)
+_PASSING = (JobState.WAITING_BACKEND, JobState.WAITING_OUTBOX)  # faults.py: they end by themselves
+_RUNNABLE = tuple(state for state in _UNFINISHED if state in _WORKING or state in _PASSING)

@@ -1,7 +1,8 @@
 """Shared parts of the daemon's end-to-end and crash tests: configs, media, subprocesses, outbox checks.
 
 Every daemon here is the real one (``python -m nemowatch …`` in a subprocess) against the real
-local backend; media are made with ffmpeg and Pillow, results decoded again with ffmpeg.
+local backend; media are made with ffmpeg and Pillow, results decoded again with ffmpeg. A test that
+needs a crash point or short waits runs the same command through ``tests/crash_daemon.py``.
 """
 
 from __future__ import annotations
@@ -106,12 +107,25 @@ def daemon_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def command_line(*args: str, crash_at: str = "", fast_waits: bool = False) -> list[str]:
+    """``python -m nemowatch ARGS``, or the same through ``tests.crash_daemon`` when the test asks for
+    a crash point or the fast waits (test parts the production daemon has no way to take)."""
+    if not (crash_at or fast_waits):
+        return [sys.executable, "-m", "nemowatch", *args]
+    extra = (["--crash-at", crash_at] if crash_at else []) + (["--fast-waits"] if fast_waits else [])
+    return [sys.executable, "-m", "tests.crash_daemon", *args, *extra]
+
+
 def nemowatch(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    crash_at: str = "",
+    fast_waits: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run one nemowatch command to completion."""
     return subprocess.run(
-        [sys.executable, "-m", "nemowatch", *args],
+        command_line(*args, crash_at=crash_at, fast_waits=fast_waits),
         env=env or daemon_env(),
         capture_output=True,
         text=True,
@@ -120,17 +134,29 @@ def nemowatch(
     )
 
 
-def run_once(setup: Setup, **env: str) -> subprocess.CompletedProcess[str]:
-    """`nemowatch once` over the setup's inbox."""
-    return nemowatch("once", "--config", str(setup.config), env=daemon_env(**env), timeout=ONCE_TIMEOUT_S)
+def run_once(
+    setup: Setup, *, crash_at: str = "", fast_waits: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`nemowatch once` over the setup's inbox (``crash_at``, ``fast_waits``: see tests/crash_daemon.py)."""
+    return nemowatch(
+        "once",
+        "--config",
+        str(setup.config),
+        env=daemon_env(**env),
+        timeout=ONCE_TIMEOUT_S,
+        crash_at=crash_at,
+        fast_waits=fast_waits,
+    )
 
 
-def start_daemon(setup: Setup, command: str = "run", **env: str) -> subprocess.Popen[str]:
+def start_daemon(
+    setup: Setup, command: str = "run", *, fast_waits: bool = False, **env: str
+) -> subprocess.Popen[str]:
     """`nemowatch run` in the background; its output goes to <root>/daemon-<n>.log."""
     n = len(list(setup.root.glob("daemon-*.log")))
     log = (setup.root / f"daemon-{n}.log").open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "nemowatch", command, "--config", str(setup.config)],
+        command_line(command, "--config", str(setup.config), fast_waits=fast_waits),
         env=daemon_env(**env),
         stdout=log,
         stderr=subprocess.STDOUT,

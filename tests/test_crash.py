@@ -1,8 +1,8 @@
 """kill -9 at every step of a job, then restart: each job is done exactly once, nothing is sent twice.
 
 The daemon dies by its own SIGKILL right after the chosen journal record is committed
-(``NEMOWATCH_TEST_CRASH_AT``, the one test hook in service.py), so the crash point is exact,
-not a guess made with sleeps. The local backend runs as a separate process (`nemowatch
+(``--crash-at``: the daemon runs as ``tests/crash_daemon.py``, nemowatch built with a crash hook),
+so the crash point is exact, not a guess made with sleeps. The local backend runs as a separate process (`nemowatch
 serve`) and the daemon talks to it as to the cloud, so the backend outlives the daemon the
 way the cloud would, and it counts what reached it.
 """
@@ -62,7 +62,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 def _setup(tmp_path: Path, backend: Backend) -> tuple[Setup, dict[str, str]]:
     setup = make_setup(tmp_path, backend="cloud")
     # A client id of its own: the backend limits anonymous tokens per client id.
-    env = {"NEMO_API_URL": backend.url, "NEMO_CLIENT_ID": str(uuid.uuid4()), "NEMOWATCH_TEST_FAST_WAITS": "1"}
+    env = {"NEMO_API_URL": backend.url, "NEMO_CLIENT_ID": str(uuid.uuid4())}
     return setup, env
 
 
@@ -92,12 +92,12 @@ def test_killed_at_any_step_the_job_finishes_once_after_restart(
     name = "job-" + point.replace(":", "-").replace(".", "-")
     dropped = drop_photo_job(setup.inbox, name)
 
-    crashed = run_once(setup, NEMOWATCH_TEST_CRASH_AT=point, **env)
+    crashed = run_once(setup, crash_at=point, fast_waits=True, **env)
     assert crashed.returncode == -signal.SIGKILL, (
         f"the daemon did not reach {point}:\n{crashed.stderr[-3000:]}"
     )
 
-    again = run_once(setup, **env)
+    again = run_once(setup, fast_waits=True, **env)
     output = again.stdout + again.stderr
     assert "Traceback" not in output
     if point == "message:0:sending":
@@ -108,7 +108,7 @@ def test_killed_at_any_step_the_job_finishes_once_after_restart(
         assert _reached(backend, name)[0] == []
         retried = nemowatch("retry", name, "--config", str(setup.config), env=None)
         assert retried.returncode == 0, retried.stderr
-        again = run_once(setup, **env)
+        again = run_once(setup, fast_waits=True, **env)
     assert again.returncode == 0, again.stdout + again.stderr
     check_done(setup.outbox / name, inputs=dropped)
     _only_this_job(setup, name)

@@ -96,8 +96,8 @@ def test_an_outage_in_the_middle_of_a_job_ends_in_done_not_failed(tmp_path: Path
     backend = serve_backend(tmp_path / "api")
     port = int(backend.url.rsplit(":", 1)[1])
     setup = make_setup(tmp_path, backend="cloud", jobs=FAST_FAULTS)
-    env = {"NEMO_API_URL": backend.url, "NEMO_CLIENT_ID": str(uuid.uuid4()), "NEMOWATCH_TEST_FAST_WAITS": "1"}
-    daemon = start_daemon(setup, **env)
+    env = {"NEMO_API_URL": backend.url, "NEMO_CLIENT_ID": str(uuid.uuid4())}
+    daemon = start_daemon(setup, fast_waits=True, **env)
     try:
         dropped = drop_photo_job(setup.inbox, "outage")
         # The render reached the backend: now the backend goes away (its port refuses connections).
@@ -139,10 +139,9 @@ def test_once_waits_for_an_unreachable_backend_then_exits_1_keeping_the_job(tmp_
     env = {
         "NEMO_API_URL": f"http://127.0.0.1:{port}",
         "NEMO_CLIENT_ID": str(uuid.uuid4()),
-        "NEMOWATCH_TEST_FAST_WAITS": "1",
     }
     dropped = drop_photo_job(setup.inbox, "offline")
-    gave_up = run_once(setup, **env)
+    gave_up = run_once(setup, fast_waits=True, **env)
     output = gave_up.stdout + gave_up.stderr
     assert gave_up.returncode == 1, output
     assert "gave up waiting after 0.1 min" in output and "kept, not failed" in output
@@ -154,7 +153,7 @@ def test_once_waits_for_an_unreachable_backend_then_exits_1_keeping_the_job(tmp_
 
     backend = serve_backend(tmp_path / "api", port=port)
     try:
-        again = run_once(setup, **env)
+        again = run_once(setup, fast_waits=True, **env)
         assert again.returncode == 0, again.stdout + again.stderr
     finally:
         backend.stop()

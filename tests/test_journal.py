@@ -171,7 +171,6 @@ def test_meta_facts_are_kept(journal: Journal) -> None:
     assert journal.get_meta("credits") is None
     journal.put_meta("credits", {"available": 40})
     assert journal.get_meta("credits") == {"available": 40}
-    assert journal.meta_written_at("credits") is not None
 
 
 def test_find_knows_a_job_by_its_outbox_folder_name(journal: Journal) -> None:

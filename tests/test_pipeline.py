@@ -5,6 +5,7 @@ Renders are kept tiny (720x720, 3 s) by asking the local director for them in th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -21,9 +22,10 @@ from PIL import Image
 from nemowatch.api.client import NemoClient
 from nemowatch.api.errors import TokenRejected
 from nemowatch.api.settings import ClientSettings
+from nemowatch.daemon.faults import StepRetry
 from nemowatch.daemon.journal import JobRecord, Journal
 from nemowatch.daemon.outbox import Outbox
-from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
+from nemowatch.daemon.pipeline import Pipeline, PipelineSettings, Waits
 from nemowatch.ffmpeg import ffmpeg_exe
 from nemowatch.local.server import LocalSettings, RunningServer, start_server
 from nemowatch.logs import add_job_sink
@@ -37,19 +39,23 @@ class Crash(BaseException):
     """A simulated crash: not an Exception, so the pipeline cannot handle it (like SIGKILL)."""
 
 
+FAST_WAITS = Waits(
+    recovery_first_s=0.05,
+    recovery_s=0.05,
+    settle_s=0.05,
+    retry=StepRetry(wait_s=0.01, rate_limit_wait_s=0.01),
+)
+
+
 def fast_settings(**changes: Any) -> PipelineSettings:
     values: dict[str, Any] = {
         "min_credits": 100,
         "poll_interval_s": 0.05,
         "backend": "local",
-        "recovery_first_wait_s": 0.05,
-        "recovery_wait_s": 0.05,
+        "waits": FAST_WAITS,
         "recovery_reads": 3,
-        "settle_wait_s": 0.05,
         "settle_reads": 2,
         "settle_max_reads": 40,
-        "step_retry_wait_s": 0.01,
-        "rate_limit_wait_s": 0.01,
     }
     values.update(changes)
     return PipelineSettings(**values)
@@ -398,7 +404,8 @@ async def test_a_dropped_stream_whose_run_finished_carries_on_without_sending_ag
     rig.admin("POST", "/api/local/testing", {"drop_streams": 1, "sse_delay_s": 0.2})
     job = rig.job("dropped", SMALL)
     # Recovery reads long enough to outlast the slowed run (their count is the limit, not a timing).
-    pipeline = rig.pipeline(recovery_first_wait_s=0.2, recovery_wait_s=0.3, recovery_reads=20)
+    waits = dataclasses.replace(FAST_WAITS, recovery_first_s=0.2, recovery_s=0.3)
+    pipeline = rig.pipeline(waits=waits, recovery_reads=20)
     assert await pipeline.run(job.id) is JobState.DONE
     (session,) = rig.sessions()
     assert session["messages"] == [SMALL]
@@ -529,7 +536,7 @@ class Cloud:
         mock.get(url__regex=r"/api/state/nemo_agent/me/(?P<sid>[^/]+)/latest").mock(side_effect=self.state)
         self.run_sse = mock.post("/run_sse").mock(side_effect=self.message)
         mock.post("/api/render/proxy/lambda").mock(return_value=envelope({"status": "pending"}))
-        mock.get(url__regex=r"/api/render/proxy/lambda/.+").mock(
+        self.render_status = mock.get(url__regex=r"/api/render/proxy/lambda/.+").mock(
             return_value=httpx.Response(
                 200, json={"status": "completed", "progress": 100, "output": {"url": f"{CDN}/v.mp4"}}
             )
@@ -631,6 +638,19 @@ async def test_a_rate_limited_message_is_sent_once_more_after_waiting(cloud_rig:
     job = rig.job("busy", "Make a video", photos=())
     assert await rig.pipeline().run(job.id) is JobState.DONE
     assert cloud.run_sse.call_count == 2
+
+
+async def test_an_idempotent_call_is_tried_only_by_the_client_then_the_job_waits(
+    cloud_rig: tuple[Rig, Cloud],
+) -> None:
+    rig, cloud = cloud_rig
+    cloud.render_status.mock(return_value=envelope(None, code=503, status=503))
+    job = rig.job("busy-render", "Make a video", photos=())
+    assert await rig.pipeline().run(job.id) is JobState.WAITING_BACKEND
+    # The client's retry_attempts (3 here, 5 in production) and not one more: the pipeline does not
+    # stack rounds of its own on a call the client already retried.
+    assert cloud.render_status.call_count == 3
+    assert rig.journal.get(job.id).state is JobState.WAITING_BACKEND
 
 
 async def test_an_upload_hit_by_a_server_error_is_retried_as_a_step(cloud_rig: tuple[Rig, Cloud]) -> None:

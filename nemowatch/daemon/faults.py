@@ -10,6 +10,14 @@ Two kinds pass by themselves, and a job that meets one waits in a state of its o
 
 A job waits at most ``jobs.patience_h`` (counted from the first wait, reset by progress) and then
 fails with a sentence that says what to do; anything else fails at once, as before.
+
+How often one call is tried before the job waits is decided once, not per layer
+(:class:`StepRetry`): the client (``NemoClient._attempts``) retries what it knows to be safe —
+an idempotent call on 5xx, 429 and transport errors, any call that never left the machine — with
+its backoff, up to ``api`` ``retry_attempts`` (5) tries. The pipeline adds tries only where the
+client took one: a step it can repeat safely (a session, an upload) after a 5xx or 429, and a
+message the backend refused before any work (429). It never repeats a call the client already
+retried: that job waits for the backend instead, and the daemon's probe tells when to go on.
 """
 
 from __future__ import annotations
@@ -61,6 +69,46 @@ def disk_fault(exc: BaseException, journal: str = "") -> DiskFault | None:
 def is_backend_fault(exc: BaseException) -> bool:
     """True for a backend that did not answer or answered "not now" (5xx, 429): it passes by itself."""
     return isinstance(exc, BackendUnreachable | ServerError | RateLimited)
+
+
+@dataclass(frozen=True)
+class StepRetry:
+    """The pipeline's part of the retry policy (module docstring): which step takes its call again, when."""
+
+    attempts: int = 3  # tries of a repeatable step whose call the client takes once (5xx)
+    wait_s: float = 15.0  # before the next try of such a step
+    rate_limit_wait_s: float = 30.0  # after a 429 that names no Retry-After
+
+    def tries(self, *, client_retried: bool) -> StepTries:
+        """The count of one step's tries; ``client_retried`` for a call the client already retried."""
+        return StepTries(self, client_retried=client_retried)
+
+
+class StepTries:
+    """One step's tries under a :class:`StepRetry`."""
+
+    def __init__(self, policy: StepRetry, *, client_retried: bool) -> None:
+        self.policy = policy
+        self.client_retried = client_retried
+        self.tries = 0
+        self.rate_limited = False
+
+    def wait_before_next(self, exc: NemoError, *, backend_down: bool) -> float | None:
+        """Seconds to wait before the step takes its call again after ``exc``; None: the job waits
+        for the backend (the client retried already, no connection could be made, the backend is
+        known to be down, or the step had its tries)."""
+        self.tries += 1
+        if self.client_retried or backend_down or isinstance(exc, BackendUnreachable):
+            return None
+        if isinstance(exc, RateLimited):
+            # Refused before any work: once more after the wait, then the job waits.
+            if self.rate_limited:
+                return None
+            self.rate_limited = True
+            return exc.retry_after if exc.retry_after is not None else self.policy.rate_limit_wait_s
+        if isinstance(exc, ServerError) and self.tries < self.policy.attempts:
+            return self.policy.wait_s
+        return None
 
 
 def retry_delay(down_for_s: float, every_s: float) -> float:

@@ -5,7 +5,6 @@ Interface (used by ``service.py``; every method runs on the event loop's thread)
     check_layout(inbox, outbox, state) -> None        # UserError when outbox/state lie inside the inbox
     w = InboxWatcher(inbox, settle_s=30, polling=False, poll_interval_s=30, rescan_s=300,
                      on_ready=callback, loop=None, orphan_after_s=3600)
-    w = InboxWatcher.from_config(cfg, on_ready)
     await w.start()      # observer first, then the start-up scan (jobs already there are picked up)
     w.rescan()           # full scan: catches what events missed (queue overflow, brand-new folders)
     w.pending()          # [{"name", "path", "reason"}]: reason "settling" | "busy: x.part" | "no prompt.txt"
@@ -78,7 +77,6 @@ from nemowatch.errors import UserError
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
 
-    from nemowatch.config import Config
 
 ORPHAN_AFTER_S = 3600.0
 # While the inbox is missing, look for its return this often: a stat of a missing path costs nothing,
@@ -221,27 +219,6 @@ class InboxWatcher:
         self._seen_mount = False
         self._rearm_after = 0.0
         self._settle_from = float("-inf")  # entries first seen after a re-arm settle from the re-arm
-
-    @classmethod
-    def from_config(
-        cls,
-        cfg: Config,
-        on_ready: Callable[[Path], None],
-        *,
-        orphan_after_s: float = ORPHAN_AFTER_S,
-        on_presence: Callable[[], None] | None = None,
-    ) -> InboxWatcher:
-        """A watcher set up from the ``[paths]`` and ``[watch]`` config keys."""
-        return cls(
-            cfg.inbox,
-            settle_s=cfg.settle_s,
-            polling=cfg.polling,
-            poll_interval_s=cfg.poll_interval_s,
-            rescan_s=cfg.rescan_s,
-            on_ready=on_ready,
-            orphan_after_s=orphan_after_s,
-            on_presence=on_presence,
-        )
 
     # -- life cycle ---------------------------------------------------------------------------
 

@@ -27,11 +27,10 @@ from nemowatch.daemon import facts
 from nemowatch.daemon.claim import RECORD, claim, recover_claims
 from nemowatch.daemon.jobscan import job_name
 from nemowatch.daemon.journal import JobRecord, Journal
-from nemowatch.daemon.outbox import Outbox
+from nemowatch.daemon.outbox import STATUS_FILE, Outbox
 from nemowatch.fsutil import is_temp_name
 from nemowatch.states import JobState
 
-STATUS_FILE = "STATUS.txt"
 # Housekeeping leaves younger claim folders alone: a claim may be under way in the intake thread.
 CLAIM_MIN_AGE_S = 600.0
 

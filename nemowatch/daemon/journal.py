@@ -25,17 +25,17 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from nemowatch.daemon import steps as protocol
+from nemowatch.daemon.facts import stamp
+from nemowatch.daemon.steps import Step, V
 from nemowatch.errors import UsageError, UserError
 from nemowatch.fsutil import PRIVATE_FILE_MODE
 from nemowatch.states import JobState
 
 JOURNAL_FILE = "journal.sqlite3"
-# The step recording since when a job waits out a passing fault: {"since": ISO time}.
-WAITING_STEP = "waiting"
 
 # Each entry upgrades the schema by one version; PRAGMA user_version counts how many ran.
 _MIGRATIONS: tuple[str, ...] = (
@@ -70,20 +70,11 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
-# States a job passes through while the daemon works on it: recorded without an fsync of their own.
-_WORKING = frozenset(
-    {JobState.QUEUED, JobState.UPLOADING, JobState.PROMPTING, JobState.RENDERING, JobState.DOWNLOADING}
-)
 
 
 def journal_path(state_dir: Path) -> Path:
     """Where the daemon keeps its journal inside the state folder."""
     return state_dir / JOURNAL_FILE
-
-
-def now_iso() -> str:
-    """The current UTC time as the journal and result.json write it (ISO 8601, seconds)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -229,12 +220,12 @@ class Journal:
 
     def add_job(self, name: str, kind: str, files_dir: Path, outbox_dir: Path) -> JobRecord:
         """Record a newly claimed job in state ``queued``."""
-        stamp = now_iso()
+        created = stamp()
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO jobs (name, kind, state, files_dir, outbox_dir, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, kind, JobState.QUEUED.value, str(files_dir), str(outbox_dir), stamp, stamp),
+                (name, kind, JobState.QUEUED.value, str(files_dir), str(outbox_dir), created, created),
             )
             job_id = cursor.lastrowid
         assert job_id is not None
@@ -277,17 +268,17 @@ class Journal:
         is fsynced: a working state is progress, and the steps say where the job stands.
         """
         stored = json.dumps(error) if error is not None else None
-        durable = JobState(state) not in _WORKING
+        durable = JobState(state) not in JobState.working()
         with self._write(durable) as db:
             db.execute(
                 "UPDATE jobs SET state = ?, detail = ?, error = ?, updated_at = ? WHERE id = ?",
-                (JobState(state).value, detail, stored, now_iso(), job_id),
+                (JobState(state).value, detail, stored, stamp(), job_id),
             )
 
     def set_detail(self, job_id: int, detail: str) -> None:
         """Change only the detail (progress such as ``45%``), keeping state and error (not fsynced)."""
         with self._write(durable=False) as db:
-            db.execute("UPDATE jobs SET detail = ?, updated_at = ? WHERE id = ?", (detail, now_iso(), job_id))
+            db.execute("UPDATE jobs SET detail = ?, updated_at = ? WHERE id = ?", (detail, stamp(), job_id))
 
     def set_files_dir(self, job_id: int, path: Path) -> None:
         """Record where the job's files now are (after they were moved to ``inputs/``).
@@ -296,7 +287,7 @@ class Journal:
         """
         with self._write(durable=False) as db:
             db.execute(
-                "UPDATE jobs SET files_dir = ?, updated_at = ? WHERE id = ?", (str(path), now_iso(), job_id)
+                "UPDATE jobs SET files_dir = ?, updated_at = ? WHERE id = ?", (str(path), stamp(), job_id)
             )
 
     def requeue(self, job_id: int) -> None:
@@ -307,14 +298,13 @@ class Journal:
         are dropped so the retry takes them afresh: an unconfirmed message is sent again (the
         user asked for it), a render that failed is submitted anew, the outbox is rewritten.
         """
-        steps = self.steps(job_id)
-        stale = [key for key in steps if _unfinished(key, steps)]
+        stale = protocol.unfinished(self.steps(job_id))
         with self._write() as db:
             db.executemany("DELETE FROM steps WHERE job_id = ? AND key = ?", [(job_id, k) for k in stale])
             db.execute(
                 "UPDATE jobs SET state = ?, detail = '', error = NULL, attempt = attempt + 1,"
                 " updated_at = ? WHERE id = ?",
-                (JobState.QUEUED.value, now_iso(), job_id),
+                (JobState.QUEUED.value, stamp(), job_id),
             )
 
     # -- steps -------------------------------------------------------------------------------
@@ -330,13 +320,21 @@ class Journal:
                 "INSERT INTO steps (job_id, key, value, written_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (job_id, key) DO UPDATE SET value = excluded.value,"
                 " written_at = excluded.written_at",
-                (job_id, key, json.dumps(value), now_iso()),
+                (job_id, key, json.dumps(value), stamp()),
             )
 
     def step(self, job_id: int, key: str) -> dict[str, Any] | None:
         """The recorded value of one step, or None when it was never recorded."""
         rows = self._query("SELECT value FROM steps WHERE job_id = ? AND key = ?", (job_id, key))
         return json.loads(rows[0]["value"]) if rows else None
+
+    def record(self, job_id: int, step: Step[V], value: V, *, durable: bool = True) -> None:
+        """Record a step of the write-ahead protocol (``daemon/steps.py``) with its typed value."""
+        self.put_step(job_id, step.key, value.to_json(), durable=durable)
+
+    def read(self, job_id: int, step: Step[V]) -> V | None:
+        """The typed value of a step of the write-ahead protocol, or None when it was never recorded."""
+        return step.load(self.step(job_id, step.key))
 
     def steps(self, job_id: int, prefix: str = "") -> dict[str, dict[str, Any]]:
         """Every step of a job whose key starts with ``prefix``, in the order they were first written."""
@@ -346,15 +344,10 @@ class Journal:
         )
         return {row["key"]: json.loads(row["value"]) for row in rows}
 
-    def delete_steps(self, job_id: int, keys: Iterable[str] = (), prefix: str | None = None) -> None:
-        """Forget steps: the named ``keys`` and, with ``prefix``, every key starting with it."""
+    def delete_steps(self, job_id: int, keys: Iterable[str]) -> None:
+        """Forget the named steps (``daemon/steps.py`` says which: a lost session's, a refused message's)."""
         with self._write() as db:
             db.executemany("DELETE FROM steps WHERE job_id = ? AND key = ?", [(job_id, k) for k in keys])
-            if prefix is not None:
-                db.execute(
-                    "DELETE FROM steps WHERE job_id = ? AND substr(key, 1, ?) = ?",
-                    (job_id, len(prefix), prefix),
-                )
 
     # -- daemon-wide facts -------------------------------------------------------------------
 
@@ -364,29 +357,10 @@ class Journal:
             db.execute(
                 "INSERT INTO meta (key, value, written_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
-                (key, json.dumps(value), now_iso()),
+                (key, json.dumps(value), stamp()),
             )
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         """A daemon-wide fact, or ``default`` when it was never recorded."""
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return json.loads(rows[0]["value"]) if rows else default
-
-    def meta_written_at(self, key: str) -> str | None:
-        """When a daemon-wide fact was last recorded (for heartbeat age)."""
-        rows = self._query("SELECT written_at FROM meta WHERE key = ?", (key,))
-        return rows[0]["written_at"] if rows else None
-
-
-def _unfinished(key: str, steps: dict[str, dict[str, Any]]) -> bool:
-    """True for a write-ahead record whose step never finished (dropped by ``requeue``)."""
-    parts = key.split(":")
-    if key in ("outbox", "run", WAITING_STEP):
-        # The outbox is rewritten, the run's start time and credits are taken afresh, and a retried
-        # job's patience with passing faults starts again.
-        return True
-    if parts[0] == "message" and len(parts) == 3:
-        return parts[2] == "sending" and f"message:{parts[1]}:sent" not in steps
-    if parts[0] == "render" and len(parts) == 3:
-        return f"render:{parts[1]}:done" not in steps
-    return False

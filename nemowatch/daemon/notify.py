@@ -34,18 +34,6 @@ from loguru import logger
 
 from nemowatch.states import JobState
 
-# The order STATUS= lists the working states in: the order a job goes through them.
-_STATUS_ORDER: tuple[JobState, ...] = (
-    JobState.QUEUED,
-    JobState.UPLOADING,
-    JobState.PROMPTING,
-    JobState.RENDERING,
-    JobState.DOWNLOADING,
-    JobState.WAITING_CREDITS,
-    JobState.WAITING_BACKEND,
-    JobState.WAITING_OUTBOX,
-)
-
 
 def _socket_address(value: str) -> str | bytes:
     """The sendto address for ``$NOTIFY_SOCKET``: ``@name`` means the abstract namespace (a leading NUL)."""
@@ -147,7 +135,8 @@ class Notifier:
 
 def describe_queue(counts: Mapping[JobState, int], inbox: Path | str | None = None) -> str:
     """The STATUS= line: ``"2 rendering, 1 waiting for credits"``, or ``"idle, watching <inbox>"``."""
-    parts = [f"{counts[state]} {state.human}" for state in _STATUS_ORDER if counts.get(state, 0) > 0]
+    # The unfinished states in the order a job goes through them.
+    parts = [f"{counts[state]} {state.human}" for state in JobState.unfinished() if counts.get(state, 0) > 0]
     if parts:
         return ", ".join(parts)
     return f"idle, watching {inbox}" if inbox is not None else "idle"

@@ -2,7 +2,7 @@
 
 credits → session → uploads → messages → (export check → render → poll → download) → result.
 
-Every step is journaled before it is taken (docs/internals.md lists the keys), so a
+Every step is journaled before it is taken (daemon/steps.py names them all), so a
 restarted daemon picks each job up where it stood. Two promises rest on that:
 
 - a message is never sent twice: a record ``message:<i>:sending`` without ``…:sent``
@@ -17,13 +17,14 @@ restarted daemon picks each job up where it stood. Two promises rest on that:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import json
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,15 +42,19 @@ from nemowatch.api.errors import (
     TokenRejected,
 )
 from nemowatch.api.formats import ACCEPTED_LIST, MAX_UPLOAD_BYTES, extension
+from nemowatch.api.models import RENDER_COMPLETED
+from nemowatch.daemon import steps
+from nemowatch.daemon.facts import stamp
 from nemowatch.daemon.faults import (
     BackendHealth,
     DiskFault,
+    StepRetry,
     backend_failure,
     backend_hint,
     disk_fault,
 )
-from nemowatch.daemon.journal import WAITING_STEP, JobRecord, Journal, now_iso
-from nemowatch.daemon.outbox import FAILED_FILE
+from nemowatch.daemon.journal import JobRecord, Journal
+from nemowatch.daemon.outbox import FAILED_FILE, STATUS_FILE
 from nemowatch.daemon.prompt import JobPrompt, load_job_prompt
 from nemowatch.daemon.results import (
     build_result,
@@ -64,46 +69,55 @@ from nemowatch.states import JobState
 
 if TYPE_CHECKING:
     from nemowatch.api.client import NemoClient
+    from nemowatch.api.events import MessageResult
+    from nemowatch.api.models import RenderStatus
     from nemowatch.config import Config
     from nemowatch.daemon.outbox import Outbox
 
 T = TypeVar("T")
+V = TypeVar("V", bound=steps.StepValue)
 
 # A session the backend loses again and again is not worth chasing forever.
 MAX_SESSION_REPLAYS = 2
-# States of a job being worked on: STATUS.txt may show them a moment late (see statusfile.py).
-_PROGRESS = frozenset({JobState.UPLOADING, JobState.PROMPTING, JobState.RENDERING, JobState.DOWNLOADING})
 # How long result.json waits for a nice-to-have fact (project link, final balance).
 FACT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
+class Waits:
+    """Every wait of the pipeline between reads and tries: the production schedule by default.
+
+    The daemon takes them as a constructor argument (``service.Parts``); tests pass shorter ones.
+    """
+
+    # After a dropped stream (docs/api.md): wait, read the state; unchanged → wait again; give up after N reads.
+    recovery_first_s: float = 30
+    recovery_s: float = 60
+    # After a silent or recovered message: read the draft until it stops changing.
+    settle_s: float = 5
+    # A step's own tries, where the client took its call once (faults.StepRetry).
+    retry: StepRetry = field(default_factory=StepRetry)
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
-    """Thresholds and waits of the pipeline; tests shrink the waits."""
+    """Thresholds and waits of the pipeline."""
 
     min_credits: int = 100
     poll_interval_s: float = 30  # between render status checks
     language: str = "en"
     backend: str = "cloud"  # result.json's "backend"
-    # After a dropped stream (docs/api.md): wait, read the state; unchanged → wait again; give up after N reads.
-    recovery_first_wait_s: float = 30
-    recovery_wait_s: float = 60
-    recovery_reads: int = 5
-    # After a silent or recovered message: read the draft until it stops changing.
-    settle_wait_s: float = 5
+    waits: Waits = Waits()
+    recovery_reads: int = 5  # state reads after a dropped stream before the message counts as unconfirmed
     settle_reads: int = 2  # equal consecutive reads that count as settled
     settle_max_reads: int = 36  # three minutes at 5 s: the backend's second (BGM/title) stage
-    # Transient failures (5xx, unreachable) of a step that is safe to repeat.
-    step_attempts: int = 3
-    step_retry_wait_s: float = 15
-    rate_limit_wait_s: float = 30
     # Passing faults (faults.py): how long a job waits them out, and how often a blocked outbox is tried.
     patience_s: float = 24 * 3600
     retry_every_s: float = 60
 
     @classmethod
-    def from_config(cls, cfg: Config) -> PipelineSettings:
-        """The settings the daemon runs with."""
+    def from_config(cls, cfg: Config, waits: Waits | None = None) -> PipelineSettings:
+        """The settings the daemon runs with (``waits``: the production schedule unless given)."""
         # The local backend runs on this machine: asking it costs nothing, so its renders are
         # checked every second instead of at the cloud's polite 30 s.
         poll = min(cfg.render_poll_interval_s, 1.0) if cfg.backend == "local" else cfg.render_poll_interval_s
@@ -112,6 +126,7 @@ class PipelineSettings:
             poll_interval_s=poll,
             language=cfg.language,
             backend=cfg.backend,
+            waits=waits or Waits(),
             patience_s=cfg.patience_h * 3600,
             retry_every_s=cfg.retry_every_s,
         )
@@ -240,7 +255,7 @@ class Pipeline:
         self.settings = settings
         # Shared with the daemon's probe: a job that meets a known outage waits without retrying.
         self.health = health or BackendHealth()
-        # Called with each step key right after it is journaled (and "message:<i>:returned" after a
+        # Called with each step key right after it is journaled (and steps.message_returned(i) after a
         # send returns): the seam tests use to simulate a crash at an exact point.
         self.checkpoint = checkpoint or (lambda key: None)
 
@@ -266,37 +281,42 @@ class _JobRun:
         self.task_id = ""
         self.status_file = StatusFile(pipeline.outbox, job.outbox_dir)
         # Since when the job has waited for a passing fault; progress (any new step) resets it.
-        self.waiting = self.step(WAITING_STEP)
+        self.waiting = self.get(steps.WAITING)
 
     # -- journal and status ------------------------------------------------------------------
 
-    def put(self, key: str, value: dict[str, Any], *, durable: bool = True) -> None:
-        """Journal a step, then give the test seam its chance.
+    def put(self, step: steps.Step[V], value: V, *, durable: bool = True) -> None:
+        """Journal a step, then call the checkpoint hook (the crash tests kill the daemon there).
 
         ``durable=False`` for the record of a step already taken (the ``…ed`` records): losing it
         in a power cut is the crash between a call and its record, which resuming handles, and
         the next write-ahead record (always durable) makes it durable anyway.
         """
-        self.journal.put_step(self.job.id, key, value, durable=durable)
-        self.p.checkpoint(key)
-        if self.waiting is not None and key != WAITING_STEP:
-            self.journal.delete_steps(self.job.id, [WAITING_STEP])
+        self.journal.record(self.job.id, step, value, durable=durable)
+        self.p.checkpoint(step.key)
+        if self.waiting is not None and step != steps.WAITING:
+            self.forget(steps.WAITING)
             self.waiting = None
 
-    def step(self, key: str) -> dict[str, Any] | None:
-        return self.journal.step(self.job.id, key)
+    def get(self, step: steps.Step[V]) -> V | None:
+        """The recorded value of one step, or None when it was never taken."""
+        return self.journal.read(self.job.id, step)
+
+    def forget(self, *forgotten: steps.Step[Any]) -> None:
+        """Delete the records of steps that must be taken afresh."""
+        self.journal.delete_steps(self.job.id, [step.key for step in forgotten])
 
     def set_state(self, state: JobState, detail: str = "", error: dict[str, Any] | None = None) -> None:
         """Journal the state and keep STATUS.txt in step with it (nothing is written when nothing changed)."""
         job = self.job
         if (job.state, job.detail, job.error) == (state, detail, error) and (
-            job.outbox_dir / "STATUS.txt"
+            job.outbox_dir / STATUS_FILE
         ).exists():
             return
         self.journal.set_state(self.job.id, state, detail, error)
         self.job = self.journal.get(self.job.id)
         # Where the daemon stops working on the job, the file says so at once; progress may lag a moment.
-        self.status_file.show(self.job.status_line, now=state not in _PROGRESS)
+        self.status_file.show(self.job.status_line, now=state not in JobState.working())
 
     def set_detail(self, detail: str) -> None:
         if detail != self.job.detail:
@@ -357,9 +377,9 @@ class _JobRun:
     def waited_since(self) -> datetime:
         """When the job started waiting for a passing fault (recorded now if this is the first wait)."""
         if self.waiting is None:
-            self.waiting = {"since": now_iso()}
-            self.put(WAITING_STEP, self.waiting)
-        return datetime.fromisoformat(self.waiting["since"])
+            self.waiting = steps.Waiting(since=stamp())
+            self.put(steps.WAITING, self.waiting)
+        return datetime.fromisoformat(self.waiting.since)
 
     def patience_over(self, since: datetime) -> bool:
         return time.time() - since.timestamp() >= self.s.patience_s
@@ -409,10 +429,10 @@ class _JobRun:
         inputs = read_inputs(self.job)
         # A download a crash interrupted left a hidden partial file: it is fetched again below.
         self.p.outbox.cleanup_partials(self.job.outbox_dir)
-        run = self.step("run")
+        run = self.get(steps.RUN)
         if run is None:
-            run = {"started_at": now_iso(), "credits_before": None}
-            self.put("run", run, durable=False)
+            run = steps.Run(started_at=stamp())
+            self.put(steps.RUN, run, durable=False)
             self.log.info(
                 "job started: {} message(s), {} media file(s), export {}",
                 len(inputs.prompt.messages),
@@ -422,7 +442,7 @@ class _JobRun:
         for rel in inputs.conflicted:
             self.log.warning("{} is a sync client's conflicted copy: not sent", rel)
         messages = inputs.prompt.messages
-        if any(self.step(f"message:{i}:sent") is None for i in range(len(messages))):
+        if any(self.get(steps.SENT(i)) is None for i in range(len(messages))):
             await self.check_credits(run)
         for replay in range(MAX_SESSION_REPLAYS + 1):
             try:
@@ -442,18 +462,17 @@ class _JobRun:
                     self.session_id,
                 )
                 # Videos already downloaded stay; everything the backend forgot is replayed.
-                self.journal.delete_steps(self.job.id, ["session"], prefix="upload:")
-                self.journal.delete_steps(self.job.id, prefix="message:")
+                lost = steps.lost_with_session(self.journal.steps(self.job.id))
+                self.journal.delete_steps(self.job.id, lost)
         await self.finish()
 
     # -- credits -----------------------------------------------------------------------------
 
-    async def check_credits(self, run: dict[str, Any]) -> None:
+    async def check_credits(self, run: steps.Run) -> None:
         """Wait (not fail) when the balance is below ``min_credits``; remember the first balance seen."""
-        credits = await self.retrying("checking credits", self.client.credits)
-        if run.get("credits_before") is None:
-            run = {**run, "credits_before": credits.available}
-            self.put("run", run, durable=False)
+        credits = await self.call("checking credits", self.client.credits)
+        if run.credits_before is None:
+            self.put(steps.RUN, dataclasses.replace(run, credits_before=credits.available), durable=False)
         if credits.available < self.s.min_credits:
             raise _WaitForCredits(self.credit_detail(credits.available))
 
@@ -472,73 +491,67 @@ class _JobRun:
             return _WaitForCredits(self.credit_detail(available))
         return _WaitForCredits(f"{available} available, not enough for {what}")
 
-    # -- steps that are safe to repeat -------------------------------------------------------
+    # -- calls under the retry policy ---------------------------------------------------------
 
-    async def retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run an idempotent step, waiting out transient failures; 1002 and 2001 go to their handlers."""
-        rate_limited = False
-        attempt = 0
+    async def call(self, what: str, request: Callable[[], Awaitable[T]], *, client_retried: bool = True) -> T:
+        """One backend call of a step under the retry policy (faults.py): a call the client already
+        retried (an idempotent one) is not repeated here — the job waits for the backend instead; a
+        repeatable step the client took once (``client_retried=False``: a session, an upload) is
+        taken again after a 5xx or a 429. 1002 and 2001 go to their handlers."""
+        tries = self.s.waits.retry.tries(client_retried=client_retried)
         while True:
-            attempt += 1
             try:
-                return await call()
+                return await request()
             except SessionNotFound:
                 raise _SessionLost() from None
-            except RateLimited as exc:
-                # 429: wait and try once more (docs/api.md), then the job waits for the backend.
-                if rate_limited or self.p.health.down:
+            except (RateLimited, ServerError, BackendUnreachable) as exc:
+                wait = tries.wait_before_next(exc, backend_down=self.p.health.down)
+                if wait is None:
                     raise _WaitForBackend(exc) from None
-                rate_limited = True
-                wait = exc.retry_after if exc.retry_after is not None else self.s.rate_limit_wait_s
-                self.log.warning("rate limited while {}: waiting {:g} s", what, wait)
+                self.log.warning("{} failed ({}); trying again in {:g} s", what, exc, wait)
                 await asyncio.sleep(wait)
-            except (ServerError, BackendUnreachable) as exc:
-                # Unreachable means the client already tried with backoff, and a known outage is not
-                # retried job by job: the job waits, and the daemon's probe tells when it is over.
-                if isinstance(exc, BackendUnreachable) or attempt >= self.s.step_attempts or self.p.health.down:
-                    raise _WaitForBackend(exc) from None
-                self.log.warning(
-                    "{} failed ({}); trying again in {:g} s", what, exc, self.s.step_retry_wait_s
-                )
-                await asyncio.sleep(self.s.step_retry_wait_s)
             except OutOfCredits as exc:
                 raise await self.out_of_credits(exc, what) from None
 
     async def draft(self) -> Any:
         """The session's current draft."""
-        state = await self.retrying("reading the session", lambda: self.client.get_state(self.session_id))
+        state = await self.call("reading the session", lambda: self.client.get_state(self.session_id))
         return state.draft
 
     # -- session and uploads -----------------------------------------------------------------
 
     async def session(self, inputs: JobInputs) -> None:
         """Create the job's session once; later runs reuse the journaled one."""
-        found = self.step("session")
+        found = self.get(steps.SESSION)
         if found is None:
             self.set_state(JobState.UPLOADING, "starting a session")
             language = inputs.prompt.options.language or self.s.language
-            created = await self.retrying(
+            created = await self.call(
                 "creating a session",
                 lambda: self.client.create_session(task_name=self.job.name, language=language),
+                client_retried=False,
             )
-            found = {"task_id": created.task_id, "session_id": created.session_id}
-            self.put("session", found, durable=False)
+            found = steps.Session(task_id=created.task_id, session_id=created.session_id)
+            self.put(steps.SESSION, found, durable=False)
             self.log.info("session {} created", created.session_id)
-        self.task_id, self.session_id = found["task_id"], found["session_id"]
+        self.task_id, self.session_id = found.task_id, found.session_id
 
     async def upload(self, media: list[tuple[str, Path]]) -> None:
         """Upload the media in natural order, skipping what the journal says is already uploaded."""
         for number, (rel, path) in enumerate(media, start=1):
-            key = f"upload:{rel}"
-            if (self.step(key) or {}).get("done"):
+            step = steps.UPLOAD(rel)
+            uploaded = self.get(step)
+            if uploaded is not None and uploaded.done:
                 continue
             self.set_state(JobState.UPLOADING, f"{number}/{len(media)} {rel}")
             # Write-ahead: a crash mid-upload leaves {done: false}, and the file is sent again.
-            self.put(key, {"done": False})
-            await self.retrying(
-                f"uploading {rel}", functools.partial(self.client.upload_file, self.session_id, path)
+            self.put(step, steps.Upload(done=False))
+            await self.call(
+                f"uploading {rel}",
+                functools.partial(self.client.upload_file, self.session_id, path),
+                client_retried=False,
             )
-            self.put(key, {"done": True, "bytes": path.stat().st_size}, durable=False)
+            self.put(step, steps.Upload(done=True, bytes=path.stat().st_size), durable=False)
             self.log.info("uploaded {} ({}/{})", rel, number, len(media))
 
     # -- messages ----------------------------------------------------------------------------
@@ -553,71 +566,69 @@ class _JobRun:
 
     async def message(self, index: int, text: str, total: int) -> None:
         """Send message ``index`` once, or — when a record says it may have been sent — only recover."""
-        if self.step(f"message:{index}:sent") is not None:
+        if self.get(steps.SENT(index)) is not None:
             return
         self.set_state(JobState.PROMPTING, f"message {index + 1}/{total}")
-        sending = self.step(f"message:{index}:sending")
+        sending = self.get(steps.SENDING(index))
         if sending is not None:
             self.log.warning("message {} may have reached the backend before a restart: checking", index + 1)
-            await self.recover(index, sending["draft_hash_before"])
-            self.put(
-                f"message:{index}:sent", {"reply": "", "completed": False, "recovered": True}, durable=False
-            )
+            await self.recover(index, sending.draft_hash_before)
+            self.put(steps.SENT(index), steps.Sent(reply="", completed=False, recovered=True), durable=False)
             return
         reply, completed = await self.send(index, text)
-        self.put(f"message:{index}:sent", {"reply": reply, "completed": completed}, durable=False)
+        self.put(steps.SENT(index), steps.Sent(reply=reply, completed=completed), durable=False)
 
     async def send(self, index: int, text: str) -> tuple[str, bool]:
         """The one place a message goes out; returns (reply, completed)."""
-        key = f"message:{index}:sending"
-        rate_limited = False
+        sending = steps.SENDING(index)
+        # The client never sends a message twice; the step does only when it was refused before any work.
+        tries = self.s.waits.retry.tries(client_retried=False)
         while True:
             before = draft_hash(await self.draft())
-            self.put(key, {"draft_hash_before": before})
+            self.put(sending, steps.Sending(draft_hash_before=before))
             self.log.info("message {}: {}", index + 1, _clip(text, 200))
             try:
                 result = await self.client.send_message(self.session_id, text)
             except SessionNotFound:
                 raise _SessionLost() from None
-            except OutOfCredits as exc:
-                # 2001 comes before any work: the message was not carried out, the re-run sends it.
-                self.journal.delete_steps(self.job.id, [key])
-                raise await self.out_of_credits(exc, f"message {index + 1}") from None
-            except RateLimited as exc:
-                # Refused before any work: safe to send once more after the wait (docs/api.md).
-                self.journal.delete_steps(self.job.id, [key])
-                if rate_limited:
-                    raise _WaitForBackend(exc) from None
-                rate_limited = True
-                wait = exc.retry_after if exc.retry_after is not None else self.s.rate_limit_wait_s
-                self.log.warning("rate limited: sending message {} again in {:g} s", index + 1, wait)
-                await asyncio.sleep(wait)
-                continue
-            except BackendUnreachable as exc:
-                # The client raises this only when no connection was ever made, after its own
-                # retries: nothing was sent, and the message goes out once the backend answers.
-                self.journal.delete_steps(self.job.id, [key])
-                raise _WaitForBackend(exc) from None
             except ServerError as exc:
                 # The request may have reached the backend: never send again, only look.
                 self.log.warning("message {}: the connection failed ({})", index + 1, exc)
                 await self.recover(index, before)
                 return "", False
-            self.p.checkpoint(f"message:{index}:returned")
-            if result.error:
-                self.log.warning("message {}: the backend reported an error: {}", index + 1, result.error)
-                await self.recover(index, before, reported=result.error)
-                return result.text, False
-            if not result.completed:
-                self.log.warning("message {}: the stream dropped before the reply ended", index + 1)
-                await self.recover(index, before)
-                return result.text, False
-            if not result.text.strip():
-                self.log.info("message {}: no reply text; reading the session state", index + 1)
-                await self.settle(before)
-            else:
-                self.log.info("reply {}: {}", index + 1, _clip(result.text, 500))
-            return result.text, True
+            except (OutOfCredits, RateLimited, BackendUnreachable) as exc:
+                # Nothing was carried out: 2001 and 429 come before any work, and the client raises
+                # BackendUnreachable for a message only when no connection was ever made (after its
+                # own retries). The message goes out again: now (429, once), or when the job resumes.
+                self.forget(sending)
+                if isinstance(exc, OutOfCredits):
+                    raise await self.out_of_credits(exc, f"message {index + 1}") from None
+                wait = tries.wait_before_next(exc, backend_down=self.p.health.down)
+                if wait is None:
+                    raise _WaitForBackend(exc) from None
+                self.log.warning("rate limited: sending message {} again in {:g} s", index + 1, wait)
+                await asyncio.sleep(wait)
+                continue
+            self.p.checkpoint(steps.message_returned(index))
+            return await self.heard(index, before, result)
+
+    async def heard(self, index: int, before: str, result: MessageResult) -> tuple[str, bool]:
+        """What a message's answer says: a whole reply, or a stream that must be checked against the
+        session (an error frame, a dropped stream) or read until its effect settles (no text)."""
+        if result.error:
+            self.log.warning("message {}: the backend reported an error: {}", index + 1, result.error)
+            await self.recover(index, before, reported=result.error)
+            return result.text, False
+        if not result.completed:
+            self.log.warning("message {}: the stream dropped before the reply ended", index + 1)
+            await self.recover(index, before)
+            return result.text, False
+        if not result.text.strip():
+            self.log.info("message {}: no reply text; reading the session state", index + 1)
+            await self.settle(before)
+        else:
+            self.log.info("reply {}: {}", index + 1, _clip(result.text, 500))
+        return result.text, True
 
     async def recover(self, index: int, before: str, reported: str | None = None) -> None:
         """After a dropped stream, an error frame or a restart: read the state until the message's
@@ -625,7 +636,7 @@ class _JobRun:
         s = self.s
         self.set_detail(f"message {index + 1}: waiting for the backend to confirm it")
         for read in range(s.recovery_reads):
-            await asyncio.sleep(s.recovery_first_wait_s if read == 0 else s.recovery_wait_s)
+            await asyncio.sleep(s.waits.recovery_first_s if read == 0 else s.waits.recovery_s)
             now = draft_hash(await self.draft())
             if now != before:
                 self.log.info("message {}: the session changed, carrying on", index + 1)
@@ -646,7 +657,7 @@ class _JobRun:
         s = self.s
         stable = 0
         for _ in range(s.settle_max_reads):
-            await asyncio.sleep(s.settle_wait_s)
+            await asyncio.sleep(s.waits.settle_s)
             now = draft_hash(await self.draft())
             stable = stable + 1 if now == current and now != before else 0
             current = now
@@ -658,49 +669,47 @@ class _JobRun:
 
     async def video(self, index: int, number: int | None) -> None:
         """Export the draft as it stands after message ``index`` and place it in the outbox."""
-        if self.step(f"download:{index}") is not None:
+        if self.get(steps.DOWNLOAD(index)) is not None:
             return
-        done = self.step(f"render:{index}:done")
+        done = self.get(steps.RENDER_DONE(index))
         if done is None:
             done = await self.render(index, number)
         await self.download(index, number, done)
 
-    async def render(self, index: int, number: int | None) -> dict[str, Any]:
+    async def render(self, index: int, number: int | None) -> steps.RenderDone:
         """Submit (or resume) the render of step ``index`` and poll it to the end; one resubmit on failure."""
         while True:
             render_id = await self.resume_render(index) or await self.submit(index, number)
             status = await self.poll(render_id, number)
-            if status.status == "completed":
-                done = {"render_id": render_id, "url": status.url}
-                self.put(f"render:{index}:done", done, durable=False)
+            if status.status == RENDER_COMPLETED:
+                done = steps.RenderDone(render_id=render_id, url=status.url)
+                self.put(steps.RENDER_DONE(index), done, durable=False)
                 return done
             reason = status.error or "no reason given"
-            if self.step(f"render:{index}:failed") is not None:
+            if self.get(steps.RENDER_FAILED(index)) is not None:
                 raise UserError(
                     f"the backend could not render {self.video_label(number)} twice ({_clip(reason, 200)})",
                     f"run `nemowatch retry {self.job.name}` to try again later",
                     code="render_failed",
                 )
             self.log.warning("render {} failed ({}); submitting it once more", render_id, reason)
-            self.put(f"render:{index}:failed", {"render_id": render_id, "error": reason})
-            self.journal.delete_steps(
-                self.job.id, [f"render:{index}:submitting", f"render:{index}:submitted"]
-            )
+            self.put(steps.RENDER_FAILED(index), steps.RenderFailed(render_id=render_id, error=reason))
+            self.forget(steps.SUBMITTING(index), steps.SUBMITTED(index))
 
     def video_label(self, number: int | None) -> str:
         return "the video" if number is None else f"video {number}"
 
     async def resume_render(self, index: int) -> str | None:
         """The render id a previous run started for this step, if the backend knows it."""
-        submitted = self.step(f"render:{index}:submitted")
+        submitted = self.get(steps.SUBMITTED(index))
         if submitted is not None:
-            return str(submitted["render_id"])
-        submitting = self.step(f"render:{index}:submitting")
+            return submitted.render_id
+        submitting = self.get(steps.SUBMITTING(index))
         if submitting is None:
             return None
-        render_id = str(submitting["render_id"])
+        render_id = submitting.render_id
         try:
-            await self.retrying("checking an earlier render", lambda: self.client.render_status(render_id))
+            await self.call("checking an earlier render", lambda: self.client.render_status(render_id))
         except (_SessionLost, NemoError) as exc:
             # Only "not found" proves the submit never landed; anything else must not lead to a second render.
             if isinstance(exc, NemoError) and exc.http_status != 404:
@@ -708,11 +717,7 @@ class _JobRun:
             self.log.info("render {} never reached the backend: submitting it now", render_id)
             return None
         self.log.info("render {} was already submitted: following it", render_id)
-        self.put(
-            f"render:{index}:submitted",
-            {"render_id": render_id, "timeline": submitting.get("timeline")},
-            durable=False,
-        )
+        self.put(steps.SUBMITTED(index), submitting, durable=False)
         return render_id
 
     async def submit(self, index: int, number: int | None) -> str:
@@ -720,7 +725,8 @@ class _JobRun:
         self.set_state(JobState.RENDERING, "checking the timeline")
         draft = await self.draft()
         if not drafts.is_ready_for_export(draft):
-            reply = (self.step(f"message:{index}:sent") or {}).get("reply") or ""
+            sent = self.get(steps.SENT(index))
+            reply = sent.reply if sent is not None else ""
             said = f'; it replied: "{_clip(reply, 300)}"' if reply.strip() else "; it gave no reply"
             raise UserError(
                 f"the backend made no timeline to export after message {index + 1}{said}",
@@ -731,7 +737,7 @@ class _JobRun:
         self.log.info("{}", timeline)
 
         def before_submit(render_id: str) -> None:
-            self.put(f"render:{index}:submitting", {"render_id": render_id, "timeline": timeline})
+            self.put(steps.SUBMITTING(index), steps.RenderRef(render_id=render_id, timeline=timeline))
 
         self.set_state(JobState.RENDERING, "submitting")
         try:
@@ -743,34 +749,31 @@ class _JobRun:
         except (ServerError, BackendUnreachable, RateLimited) as exc:
             # The submit may have landed: the resumed run asks render_status before submitting again.
             raise _WaitForBackend(exc) from None
-        self.p.checkpoint(f"render:{index}:returned")
-        self.put(f"render:{index}:submitted", {"render_id": render_id, "timeline": timeline}, durable=False)
+        self.p.checkpoint(steps.render_returned(index))
+        submitted = steps.RenderRef(render_id=render_id, timeline=timeline)
+        self.put(steps.SUBMITTED(index), submitted, durable=False)
         self.log.info("render {} submitted", render_id)
         return render_id
 
-    async def poll(self, render_id: str, number: int | None) -> Any:
-        """Poll until the render completes or fails, showing its progress in STATUS.txt."""
+    async def poll(self, render_id: str, number: int | None) -> RenderStatus:
+        """Poll until the render completes or fails, showing its progress (a fraction, api/models.py) in STATUS.txt."""
         label = "" if number is None else f"video {number}: "
         while True:
-            status = await self.retrying("checking the render", lambda: self.client.render_status(render_id))
-            if status.status in ("completed", "failed"):
+            status = await self.call("checking the render", lambda: self.client.render_status(render_id))
+            if status.finished:
                 return status
-            progress = status.progress
-            if progress is not None:
-                percent = progress * 100 if progress <= 1 else progress
-                self.set_state(JobState.RENDERING, f"{label}{int(percent)}%")
-            else:
-                self.set_state(JobState.RENDERING, f"{label}{status.status}")
+            shown = status.status if status.progress is None else f"{int(status.progress * 100)}%"
+            self.set_state(JobState.RENDERING, label + shown)
             await asyncio.sleep(self.s.poll_interval_s)
 
-    async def download(self, index: int, number: int | None, done: dict[str, Any]) -> None:
+    async def download(self, index: int, number: int | None, done: steps.RenderDone) -> None:
         """Download the render next to the outbox, then rename it into place complete."""
         name = video_file_name(self.job.name, number)
         self.set_state(JobState.DOWNLOADING, name)
         temp = self.p.outbox.video_temp(self.job.outbox_dir, name)
-        await self.retrying(
+        await self.call(
             f"downloading {name}",
-            lambda: self.client.download_render(done["render_id"], temp, url=done.get("url")),
+            lambda: self.client.download_render(done.render_id, temp, url=done.url),
         )
         final = self.p.outbox.place_video(self.job.outbox_dir, temp, name)
         # The box reader takes well under a millisecond: run it here rather than pay a thread hop;
@@ -779,14 +782,14 @@ class _JobRun:
         if facts is None:
             facts = await asyncio.to_thread(measure_video, final)
         self.put(
-            f"download:{index}",
-            {
-                "file": final.name,
-                "width": facts.width,
-                "height": facts.height,
-                "duration_s": facts.duration_s,
-                "bytes": facts.bytes,
-            },
+            steps.DOWNLOAD(index),
+            steps.Download(
+                file=final.name,
+                width=facts.width,
+                height=facts.height,
+                duration_s=facts.duration_s,
+                bytes=facts.bytes,
+            ),
             durable=False,
         )
         self.log.info(
@@ -836,13 +839,13 @@ class _JobRun:
             backend=self.s.backend,
             project_url=project_url,
             credits_after=credits_after,
-            finished_at=now_iso(),
+            finished_at=stamp(),
             error=error,
         )
         if failure is not None:
             self.p.outbox.write_failed(self.job.outbox_dir, failure, inputs=inputs)
         self.p.outbox.write_result(self.job.outbox_dir, result)
-        self.put("outbox", {"written": True}, durable=False)
+        self.put(steps.OUTBOX, steps.OutboxWritten(), durable=False)
         if failure is None:
             # A retried job that succeeds must not keep the FAILED.txt of its earlier attempt.
             (self.job.outbox_dir / FAILED_FILE).unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from nemowatch.daemon.journal import JobRecord
 from nemowatch.daemon.mp4info import read_mp4_facts
+from nemowatch.daemon.steps import AllSteps, Recorded
 from nemowatch.ffmpeg import header_duration, read_header
 from nemowatch.fsutil import NAME_MAX, TEMP_ROOM, fit_name
 
@@ -71,21 +72,9 @@ def video_file_name(job_name: str, number: int | None) -> str:
     return fit_name(job_name, suffix, room=NAME_MAX - TEMP_ROOM)
 
 
-def _indexed(steps: dict[str, dict[str, Any]], prefix: str, suffix: str = "") -> list[dict[str, Any]]:
-    """Step values whose key is ``<prefix><i><suffix>``, in the order of ``i``."""
-    found: list[tuple[int, dict[str, Any]]] = []
-    for key, value in steps.items():
-        if not (key.startswith(prefix) and key.endswith(suffix)):
-            continue
-        middle = key[len(prefix) : len(key) - len(suffix)]
-        if middle.isdigit():
-            found.append((int(middle), value))
-    return [value for _, value in sorted(found, key=lambda item: item[0])]
-
-
 def build_result(
     job: JobRecord,
-    steps: dict[str, dict[str, Any]],
+    steps: AllSteps,
     *,
     status: str,
     backend: str,
@@ -95,24 +84,20 @@ def build_result(
     error: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """result.json for a finished job, from its journal steps (the contract's keys, always all present)."""
-    session = steps.get("session") or {}
-    run = steps.get("run") or {}
-    renders = _indexed(steps, "render:", ":submitted")
+    recorded = Recorded.read(steps)
+    session, run = recorded.session, recorded.run
     result: dict[str, Any] = {
         "job": job.name,
         "status": status,
         "backend": backend,
-        "session_id": session.get("session_id"),
-        "task_id": session.get("task_id"),
-        "videos": [
-            {key: video.get(key) for key in ("file", "width", "height", "duration_s", "bytes")}
-            for video in _indexed(steps, "download:")
-        ],
-        "timeline": renders[-1].get("timeline") if renders else None,
-        "messages": [sent.get("reply", "") for sent in _indexed(steps, "message:", ":sent")],
+        "session_id": session.session_id if session else None,
+        "task_id": session.task_id if session else None,
+        "videos": [video.to_json() for video in recorded.downloads],
+        "timeline": recorded.submitted[-1].timeline if recorded.submitted else None,
+        "messages": recorded.replies,
         "project_url": project_url,
-        "credits": {"before": run.get("credits_before"), "after": credits_after},
-        "started_at": run.get("started_at") or job.created_at,
+        "credits": {"before": run.credits_before if run else None, "after": credits_after},
+        "started_at": (run.started_at if run else None) or job.created_at,
         "finished_at": finished_at,
         "attempt": job.attempt,
     }

@@ -30,31 +30,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
+from nemowatch.api.client import NemoClient
 from nemowatch.api.errors import NemoError, TokenRejected
 from nemowatch.config import Config, ConfigError
-from nemowatch.daemon import facts
+from nemowatch.daemon import facts, steps
 from nemowatch.daemon.backend import open_backend
 from nemowatch.daemon.faults import BackendHealth, disk_fault, is_backend_fault, retry_delay
 from nemowatch.daemon.inbox import InboxWatcher, Missing, check_layout
 from nemowatch.daemon.intake import Intake
 from nemowatch.daemon.joblogs import JobLogs
 from nemowatch.daemon.jobscan import inbox_entries, scan_job, skipped_link_line
-from nemowatch.daemon.journal import WAITING_STEP, JobRecord, Journal, journal_path
+from nemowatch.daemon.journal import JobRecord, Journal, journal_path
 from nemowatch.daemon.lock import DaemonLock
 from nemowatch.daemon.notify import Notifier, describe_queue
-from nemowatch.daemon.outbox import Outbox
-from nemowatch.daemon.pipeline import Pipeline, PipelineSettings
+from nemowatch.daemon.outbox import STATUS_FILE, Outbox
+from nemowatch.daemon.pipeline import Pipeline, PipelineSettings, Waits
 from nemowatch.daemon.presence import StateGuard
 from nemowatch.daemon.schedule import PAUSED_TOKEN, Scheduler
 from nemowatch.errors import UserError
@@ -69,95 +70,34 @@ STOP_GRACE_S = 5.0
 # `once` with jobs waiting for credits: check this often, this many times, then give up (exit 1).
 ONCE_CREDITS_EVERY_S = 10.0
 ONCE_CREDIT_CHECKS = 3
-# States a pipeline is started (or resumed) for; waiting_credits needs a release first, and the
-# jobs waiting out a passing fault start only when their time has come (``Daemon.not_before``).
-RUNNABLE = (
-    JobState.QUEUED,
-    JobState.UPLOADING,
-    JobState.PROMPTING,
-    JobState.RENDERING,
-    JobState.DOWNLOADING,
-    JobState.WAITING_BACKEND,
-    JobState.WAITING_OUTBOX,
-)
 # Not before the backend answers a probe: the "when" of a job waiting for the backend.
 UNTIL_PROBED = float("inf")
-# Test hooks, read here and nowhere else. CRASH_AT: SIGKILL the daemon right after a journal write
-# whose key starts with this value is committed. FAST_WAITS: shrink the pipeline's recovery and
-# retry waits (30 s, 60 s … in production, as docs/api.md says) so crash tests finish in seconds.
-CRASH_ENV = "NEMOWATCH_TEST_CRASH_AT"
-FAST_WAITS_ENV = "NEMOWATCH_TEST_FAST_WAITS"
 
 
-class CrashHook:
-    """The crash-test hook: SIGKILL this process right after the chosen record is committed.
+@dataclass(frozen=True)
+class Parts:
+    """What a daemon is built from besides its config; ``run_daemon`` uses these production values.
 
-    Keys: a step key (``message:0:sending``, or the pipeline's ``message:0:returned``),
-    ``state:<state>`` for a job state change, ``intake:<stage>`` for the intake's write-ahead
-    records (``intake:intent``, ``intake:reserved``, ``intake:claimed``, ``intake:done``). Inactive (``None``) unless
-    the variable is set: production never pays for it beyond one ``startswith``.
+    The crash and fault tests build a daemon of their own (``tests/crash_daemon.py``): a journal
+    that calls their crash hook after each state change and intake record, the same hook as the
+    pipeline's checkpoint (after each journal step), and shorter waits.
     """
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    @classmethod
-    def from_env(cls) -> CrashHook | None:
-        prefix = os.environ.get(CRASH_ENV, "")
-        return cls(prefix) if prefix else None
-
-    def __call__(self, key: str) -> None:
-        if key.startswith(self.prefix):
-            logger.warning("test hook: crashing right after {}", key)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-class CrashingJournal(Journal):
-    """The journal with the crash hook called after each committed state change and intake record."""
-
-    def __init__(self, path: Path, hook: CrashHook) -> None:
-        super().__init__(path)
-        self.hook = hook
-
-    def set_state(
-        self, job_id: int, state: JobState, detail: str = "", error: dict[str, Any] | None = None
-    ) -> None:
-        super().set_state(job_id, state, detail, error)
-        self.hook(f"state:{JobState(state).value}")
-
-    def put_meta(self, key: str, value: Any, *, durable: bool = True) -> None:
-        super().put_meta(key, value, durable=durable)
-        if key == facts.INTAKE:
-            stage = "done" if value is None else value.get("stage", "intent")
-            self.hook(f"intake:{stage}")
-
-
-def pipeline_settings(cfg: Config) -> PipelineSettings:
-    """The pipeline's settings from the config (with the fast-waits test hook, when set)."""
-    settings = PipelineSettings.from_config(cfg)
-    if os.environ.get(FAST_WAITS_ENV):
-        settings = dataclasses.replace(
-            settings,
-            recovery_first_wait_s=0.5,
-            recovery_wait_s=0.5,
-            settle_wait_s=0.3,
-            step_retry_wait_s=0.2,
-            rate_limit_wait_s=0.2,
-        )
-    return settings
+    journal: Callable[[Path], Journal] = Journal
+    checkpoint: Callable[[str], None] | None = None
+    waits: Waits = field(default_factory=Waits)
 
 
 class Daemon:
     """One run of the daemon (``run`` or ``once``) over one journal."""
 
-    def __init__(self, cfg: Config, *, once: bool) -> None:
+    def __init__(self, cfg: Config, *, once: bool, parts: Parts | None = None) -> None:
         self.cfg = cfg
         self.once = once
+        self.parts = parts or Parts()
         self.work_root = cfg.state / "work"
-        # Steps reach the hook through the pipeline's checkpoint seam, states and intake through the journal.
-        self.crash_hook = CrashHook.from_env()
         path = journal_path(cfg.state)
-        self.journal = CrashingJournal(path, self.crash_hook) if self.crash_hook else Journal(path)
+        self.journal = self.parts.journal(path)
         # The state folder and journal as opened now; losing either stops the daemon (exit status 1).
         self.state_guard = StateGuard(cfg.state, path)
         self.state_lost: UserError | None = None
@@ -209,24 +149,8 @@ class Daemon:
         intake_task: asyncio.Task[None] | None = None
         try:
             async with open_backend(self.cfg) as client:
-                self.pipeline = Pipeline(
-                    self.journal,
-                    client,
-                    self.outbox,
-                    pipeline_settings(self.cfg),
-                    checkpoint=self.crash_hook,
-                    health=self.health,
-                )
-                self.scheduler = Scheduler(
-                    self.journal,
-                    client,
-                    min_credits=self.cfg.min_credits,
-                    housekeeping=self.intake.housekeeping,
-                    on_credits=self._on_credits,
-                    on_pause=self.pause,
-                    heartbeat=self._heartbeat,
-                    credits_every_s=ONCE_CREDITS_EVERY_S if self.once else 300.0,
-                )
+                self._attach(client)
+                assert self.scheduler is not None
                 self.scheduler.start()
                 await self.scheduler.prime()
                 # A crash mid-claim first, then every unfinished job, before anything new.
@@ -243,29 +167,56 @@ class Daemon:
                 await self._drain()
                 intake_task.cancel()
         finally:
-            if intake_task is not None:
-                intake_task.cancel()
-            if self._probe is not None:
-                self._probe.cancel()
-            for handle in self._retakes.values():
-                handle.cancel()
-            state_guard.cancel()
-            self.notifier.stopping()
-            if self.scheduler is not None:
-                self.scheduler.shutdown()
-            if self.watcher is not None:
-                await self.watcher.stop()
-            if watchdog is not None:
-                watchdog.cancel()
-            try:
-                self._write_daemon_fact(stopped=True)
-            except Exception as exc:
-                if disk_fault(exc, str(self.journal.path)) is None:
-                    raise
-                logger.warning("could not record the stop in the journal: {}", exc)
-            self.notifier.close()
-            self.job_logs.stop()
+            await self._shut_down([intake_task, self._probe, state_guard], watchdog)
         return self._exit_status()
+
+    def _attach(self, client: NemoClient) -> None:
+        """The pipeline and the scheduler, over the backend just opened."""
+        self.pipeline = Pipeline(
+            self.journal,
+            client,
+            self.outbox,
+            PipelineSettings.from_config(self.cfg, self.parts.waits),
+            checkpoint=self.parts.checkpoint,
+            health=self.health,
+        )
+        self.scheduler = Scheduler(
+            self.journal,
+            client,
+            min_credits=self.cfg.min_credits,
+            housekeeping=self.intake.housekeeping,
+            on_credits=self._on_credits,
+            on_pause=self.pause,
+            heartbeat=self._heartbeat,
+            credits_every_s=ONCE_CREDITS_EVERY_S if self.once else 300.0,
+        )
+
+    async def _shut_down(
+        self, tasks: list[asyncio.Task[None] | None], watchdog: asyncio.Task[None] | None
+    ) -> None:
+        """Stop what ``main`` started (``tasks``: the intake, the probe, the state guard) and record
+        the stop; the watchdog is fed until the watcher has stopped. A full state disk does not keep
+        the daemon from exiting."""
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        for handle in self._retakes.values():
+            handle.cancel()
+        self.notifier.stopping()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if watchdog is not None:
+            watchdog.cancel()
+        try:
+            self._write_daemon_fact(stopped=True)
+        except Exception as exc:
+            if disk_fault(exc, str(self.journal.path)) is None:
+                raise
+            logger.warning("could not record the stop in the journal: {}", exc)
+        self.notifier.close()
+        self.job_logs.stop()
 
     async def _serve(self) -> None:
         """Start pipelines while slots are free, until a stop (or, in ``once``, until nothing is left)."""
@@ -277,7 +228,7 @@ class Daemon:
             due = now - published >= TICK_S
             if len(self.running) < self.cfg.max_concurrent or due:
                 if due or self.once or not self.running:
-                    jobs = self.journal.jobs([*RUNNABLE, JobState.WAITING_CREDITS])
+                    jobs = self.journal.jobs(JobState.unfinished())
                 else:
                     jobs = self._launchable()  # a slot came free: only the jobs that could fill it
                 self._launch(jobs)
@@ -295,7 +246,7 @@ class Daemon:
         the waiting jobs a credit check released (reading hundreds of queued jobs per finished job
         would cost more than the job)."""
         skipped = len(self.running) + len(self.held) + len(self.not_before)
-        jobs = self.journal.jobs(RUNNABLE, limit=skipped + self.cfg.max_concurrent)
+        jobs = self.journal.jobs(JobState.runnable(), limit=skipped + self.cfg.max_concurrent)
         if self.released:
             jobs += [r for r in self.journal.jobs([JobState.WAITING_CREDITS]) if r.id in self.released]
             jobs.sort(key=lambda record: record.id)
@@ -420,8 +371,8 @@ class Daemon:
         """Let jobs whose patience ran out run once more: the pipeline fails them with a clear message."""
         patience = self.cfg.patience_h * 3600
         for record in self.journal.jobs([JobState.WAITING_BACKEND]):
-            waited = self.journal.step(record.id, WAITING_STEP)
-            if waited and time.time() - datetime.fromisoformat(waited["since"]).timestamp() >= patience:
+            waited = self.journal.read(record.id, steps.WAITING)
+            if waited and time.time() - datetime.fromisoformat(waited.since).timestamp() >= patience:
                 self.not_before.pop(record.id, None)
                 self._wake.set()
 
@@ -606,7 +557,7 @@ class Daemon:
         if self.running or self._intake_busy or not self._ready.empty():
             return False
         now = time.monotonic()
-        runnable = [r for r in jobs if r.state in RUNNABLE and r.id not in self.held]
+        runnable = [r for r in jobs if r.state in JobState.runnable() and r.id not in self.held]
         if not self.paused and any(self.not_before.get(r.id, 0.0) <= now for r in runnable):
             return False
         blocked = [r for r in runnable if r.id in self.not_before]
@@ -728,7 +679,7 @@ class Daemon:
         for record in self.journal.jobs():
             if record.updated_at < since or not record.outbox_dir.is_dir():
                 continue
-            path = record.outbox_dir / "STATUS.txt"
+            path = record.outbox_dir / STATUS_FILE
             try:
                 current = path.read_text(encoding="utf-8").strip()
             except OSError:
@@ -737,7 +688,7 @@ class Daemon:
                 self.outbox.write_status(record.outbox_dir, record.status_line)
 
     def _log_resumed(self) -> None:
-        unfinished = self.journal.jobs([*RUNNABLE, JobState.WAITING_CREDITS])
+        unfinished = self.journal.jobs(JobState.unfinished())
         if unfinished:
             logger.info(
                 "resuming {} unfinished job(s) from the journal: {}",
@@ -764,8 +715,11 @@ def _prepare(cfg: Config) -> None:
             ) from None
 
 
-def run_daemon(cfg: Config, once: bool) -> int:
-    """`nemowatch run` (``once=False``) and `nemowatch once`: the exit status per the contract."""
+def run_daemon(cfg: Config, once: bool, parts: Parts | None = None) -> int:
+    """`nemowatch run` (``once=False``) and `nemowatch once`: the exit status per the contract.
+
+    ``parts``: what the daemon is built from (production values unless given; see :class:`Parts`).
+    """
     # Absolute paths: the journal and the logs must mean the same folders from any working directory.
     cfg = cfg.with_overrides(
         inbox=cfg.inbox.resolve(), outbox=cfg.outbox.resolve(), state=cfg.state.resolve()
@@ -785,11 +739,11 @@ def run_daemon(cfg: Config, once: bool) -> int:
                 cfg.state,
                 len(widened),
             )
-        return asyncio.run(_run(cfg, once))
+        return asyncio.run(_run(cfg, once, parts))
 
 
-async def _run(cfg: Config, once: bool) -> int:
-    daemon = Daemon(cfg, once=once)
+async def _run(cfg: Config, once: bool, parts: Parts | None) -> int:
+    daemon = Daemon(cfg, once=once, parts=parts)
     try:
         return await daemon.main()
     finally:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from nemowatch.daemon.outbox import STATUS_FILE
+
 if TYPE_CHECKING:
     from nemowatch.daemon.outbox import Outbox
 
@@ -50,7 +52,7 @@ class StatusFile:
             self.flush()
         except OSError as exc:
             # The job carries on; its next state (or the end of the run) tries the file again.
-            logger.warning("could not update {}: {}", self.job_dir / "STATUS.txt", exc.strerror or exc)
+            logger.warning("could not update {}: {}", self.job_dir / STATUS_FILE, exc.strerror or exc)
 
     def flush(self) -> None:
         """Write the pending line now (nothing when there is none)."""
