@@ -28,6 +28,21 @@ from nemowatch.api.formats import natural_key
 from nemowatch.local import wording as W
 from nemowatch.local.intent import Intent, parse, prettify, unquote_whole
 from nemowatch.local.media import MediaItem
+from nemowatch.local.vocabulary import (
+    ASPECT,
+    DEFAULT_ASPECT,
+    DEFAULT_HEIGHT,
+    DEFAULT_MOOD,
+    DEFAULT_TRANSITION,
+    GRADE,
+    HEIGHTS,
+    MOOD,
+    SIZES,
+    TRANSITION,
+    aspect_of,
+    label,
+    palette,
+)
 
 GENERATION_COST = 100
 EDIT_COST = 50
@@ -53,28 +68,7 @@ CARD_MS = {"normal": 3_500, "fast": 2_500, "slow": 5_000}
 TRANSITION_MS = {"normal": 700, "fast": 400, "slow": 1_000}
 VOLUME_WITH_CLIP_AUDIO = 0.35
 VOLUME_ALONE = 0.8
-ASPECT_NAMES = ("16:9", "9:16", "1:1")
-SIZES = {
-    ("16:9", 1080): (1920, 1080), ("9:16", 1080): (1080, 1920), ("1:1", 1080): (1080, 1080),
-    ("16:9", 720): (1280, 720), ("9:16", 720): (720, 1280), ("1:1", 720): (720, 720),
-    # Preview tiers: quick drafts to check a cut before the full render (and small, fast test renders).
-    ("16:9", 360): (640, 360), ("9:16", 360): (360, 640), ("1:1", 360): (360, 360),
-    ("16:9", 180): (320, 180), ("9:16", 180): (180, 320), ("1:1", 180): (180, 180),
-}  # fmt: skip
-HEIGHTS = frozenset(height for _, height in SIZES)
 MOTIONS = ("zoom_in", "zoom_out", "pan_left", "pan_right")
-MOOD_LABELS = {"upbeat": "Upbeat", "calm": "Calm", "lofi": "Lo-fi", "cinematic": "Cinematic"}
-# Card gradients: the grade wins over the music mood, since it is what the user asked to see.
-PALETTES = {
-    "upbeat": [["#ff512f", "#dd2476"], ["#fc466b", "#3f5efb"], ["#f7971e", "#ff5858"]],
-    "calm": [["#1d2b64", "#f8cdda"], ["#355c7d", "#6c5b7b"], ["#2c3e50", "#4ca1af"]],
-    "lofi": [["#41295a", "#2f0743"], ["#3a1c71", "#d76d77"], ["#373b44", "#4286f4"]],
-    "cinematic": [["#0f2027", "#2c5364"], ["#232526", "#414345"], ["#141e30", "#243b55"]],
-    "warm": [["#f12711", "#f5af19"], ["#b24592", "#f15f79"], ["#c94b4b", "#4b134f"]],
-    "cool": [["#2193b0", "#6dd5ed"], ["#1e3c72", "#2a5298"], ["#0f2027", "#2c5364"]],
-    "vibrant": [["#ee0979", "#ff6a00"], ["#8e2de2", "#4a00e0"], ["#00b09b", "#96c93d"]],
-    "bw": [["#000000", "#434343"], ["#232526", "#414345"], ["#3a3a3a", "#0f0f0f"]],
-}
 GENERIC_HINTS = {
     "",
     "project",
@@ -115,12 +109,12 @@ class Plan:
     """Every setting the timeline is built from; stored in the draft as ``m.plan`` for later edits."""
 
     duration_ms: int | None = None  # None: follow the media (about 3.5 s a photo)
-    aspect: str = "16:9"
-    height: int = 1080
+    aspect: str = DEFAULT_ASPECT
+    height: int = DEFAULT_HEIGHT
     transition: str | None = None
     grade: str | None = None
     music: str = "auto"  # auto: the job's audio file if any · on: file or generated · generated · off
-    mood: str = "upbeat"
+    mood: str = DEFAULT_MOOD
     volume: float | None = None  # None: 0.35 under clips' sound, 0.8 alone
     clip_audio: bool = True
     captions: bool = False
@@ -144,15 +138,15 @@ class Plan:
     def sanitized(self) -> Plan:
         """The plan with every out-of-range value replaced by its default, so building never fails."""
         default = Plan()
-        if self.aspect not in ASPECT_NAMES:
+        if self.aspect not in ASPECT:
             self.aspect = default.aspect
         if self.height not in HEIGHTS:
             self.height = default.height
         if self.pace not in SHOT_MS:
             self.pace = default.pace
-        if self.mood not in MOOD_LABELS:
+        if self.mood not in MOOD:
             self.mood = default.mood
-        if self.grade not in W.GRADES[W.EN]:
+        if self.grade not in GRADE:
             self.grade = None
         if self.transition is not None and not isinstance(self.transition, str):
             self.transition = default.transition
@@ -227,15 +221,15 @@ def _plan_from_intent(intent: Intent, *, text_mode: bool, hint: str) -> Plan:
     plan = Plan()
     if intent.duration_s is not None:
         plan.duration_ms = _clamp_duration(intent.duration_s * 1000)
-    plan.aspect = intent.aspect or "16:9"
-    plan.height = intent.height or 1080
+    plan.aspect = intent.aspect or DEFAULT_ASPECT
+    plan.height = intent.height or DEFAULT_HEIGHT
     if intent.transition_set:
         plan.transition = intent.transition
     elif intent.promo or text_mode:
-        plan.transition = "fade"
+        plan.transition = DEFAULT_TRANSITION
     plan.grade = intent.grade if intent.grade_set else None
     plan.music = {True: "on", False: "off"}.get(intent.music, "auto")  # type: ignore[arg-type]
-    plan.mood = intent.mood or ("cinematic" if plan.grade == "cinematic" else "upbeat")
+    plan.mood = intent.mood or ("cinematic" if plan.grade == "cinematic" else DEFAULT_MOOD)
     plan.clip_audio = intent.clip_audio is not False
     plan.captions = bool(intent.captions)
     plan.end_text = intent.end_text
@@ -363,7 +357,7 @@ def _plan_of(draft: dict[str, Any], title_hint: str) -> Plan:
         return Plan.from_dict(meta["plan"])
     plan = Plan(duration_ms=int(duration_ms(draft)) or None)
     width, height = int(meta.get("width") or 1920), int(meta.get("height") or 1080)
-    plan.aspect = meta.get("aspect") or ("9:16" if height > width else "1:1" if height == width else "16:9")
+    plan.aspect = meta.get("aspect") or aspect_of(width, height)
     plan.height = min(HEIGHTS, key=lambda tier: abs(tier - min(width, height)))
     plan.transition = meta.get("transition")
     plan.grade = meta.get("grade")
@@ -376,7 +370,7 @@ def _plan_of(draft: dict[str, Any], title_hint: str) -> Plan:
         plan.music = "off"
     else:
         first = (segments(audio[0]) or [{}])[0].get("m") or {}
-        plan.mood = first.get("mood") or "upbeat"
+        plan.mood = first.get("mood") or DEFAULT_MOOD
         plan.music = "auto" if first.get("src") else "generated"
     if "endcard" in roles:
         texts = [(s.get("m") or {}).get("text") for s in segments(roles["endcard"])]
@@ -445,9 +439,7 @@ def _build(plan: Plan, media: list[MediaItem], lang: str = W.EN) -> _Built:
 
     video_segments: list[dict[str, Any]] = []
     start = 0
-    palette = (
-        PALETTES[plan.grade or plan.mood] if (plan.grade or plan.mood) in PALETTES else PALETTES["upbeat"]
-    )
+    colors = palette(plan.grade, plan.mood)
     photo_index = 0
     for index, (shot, length) in enumerate(zip(shots, lengths, strict=True)):
         meta: dict[str, Any] = {"kind": shot.kind, "src": shot.item.id if shot.item else None}
@@ -462,7 +454,7 @@ def _build(plan: Plan, media: list[MediaItem], lang: str = W.EN) -> _Built:
             meta["keep_audio"] = bool(shot.item and shot.item.has_audio and plan.clip_audio)
             built.keep_audio = built.keep_audio or meta["keep_audio"]
         else:
-            meta["colors"] = list(palette[index % len(palette)])
+            meta["colors"] = list(colors[index % len(colors)])
             meta["logo"] = shot.logo
         video_segments.append({"st": start, "d": length, "m": meta})
         start += length - transition_ms
@@ -698,7 +690,11 @@ def _audio_track(
         "fade_out_ms": min(2_000, _floor_unit(total // 4)),
         "loop": bool(source and source_ms < total),
     }
-    name = display_name(source.name) if source else MOOD_LABELS.get(plan.mood, "Music")
+    name = (
+        display_name(source.name)
+        if source
+        else (MOOD[plan.mood].track_name if plan.mood in MOOD else "Music")
+    )
     return {
         "tt": TRACK_AUDIO,
         "m": {"name": name, "role": "bgm", "volume": volume},
@@ -826,7 +822,7 @@ def _music_phrase(plan: Plan, built: _Built) -> str | None:
         return None
     if built.music_src is not None:
         return W.say(built.lang, "your_music", name=display_name(built.music_src.name))
-    mood = W.label(W.MOODS, built.lang, plan.mood)
+    mood = label(MOOD, built.lang, plan.mood)
     return W.say(built.lang, "music_bed", article="an" if mood[:1] in "aeiou" else "a", mood=mood)
 
 
@@ -847,7 +843,7 @@ def _generation_reply(plan: Plan, built: _Built) -> str:
         )
     features: list[str] = []
     if meta["transition"]:
-        features.append(W.say(lang, "transitions", name=W.label(W.TRANSITIONS, lang, meta["transition"])))
+        features.append(W.say(lang, "transitions", name=label(TRANSITION, lang, meta["transition"])))
     if built.photos:
         features.append(W.say(lang, "ken_burns"))
     music = _music_phrase(plan, built)
@@ -856,7 +852,7 @@ def _generation_reply(plan: Plan, built: _Built) -> str:
     if built.keep_audio:
         features.append(W.say(lang, "clip_sound_under" if music else "clip_sound"))
     if plan.grade:
-        features.append(W.say(lang, "look", grade=W.label(W.GRADES, lang, plan.grade)))
+        features.append(W.say(lang, "look", grade=label(GRADE, lang, plan.grade)))
     if plan.show_title and not built.cards:
         features.append(W.say(lang, "title", title=plan.title))
     if built.captions:
@@ -891,12 +887,12 @@ def _describe_changes(old: Plan, new: Plan, built: _Built, old_draft: dict[str, 
         out.append(W.say(lang, "shape", aspect=new.aspect, width=width, height=height))
     if new.transition != old.transition:
         if new.transition:
-            out.append(W.say(lang, "transitions_now", name=W.label(W.TRANSITIONS, lang, new.transition)))
+            out.append(W.say(lang, "transitions_now", name=label(TRANSITION, lang, new.transition)))
         else:
             out.append(W.say(lang, "transitions_off"))
     if new.grade != old.grade:
         if new.grade:
-            out.append(W.say(lang, "look_now", grade=W.label(W.GRADES, lang, new.grade)))
+            out.append(W.say(lang, "look_now", grade=label(GRADE, lang, new.grade)))
         else:
             out.append(W.say(lang, "look_off"))
     music = _music_phrase(new, built)

@@ -707,7 +707,7 @@ def build_command(draft: dict[str, Any], job: Job, out: Path) -> list[str]:
         watermark, logo_big = logo_job.result()
         texts = texts_job.result()
     base = _join(job, legs, _video_legs(job, legs, _photo_sources(job, legs), logo_big))
-    grade = g.GRADES.get(str(meta_of(draft).get("grade")))
+    grade = g.grade(meta_of(draft).get("grade"))
     if grade:
         base = job.graph.chain([base], [grade])
     if watermark is not None:
