@@ -19,13 +19,22 @@ from nemowatch.api.draft import (
     TRACK_TEXT,
     TRACK_VIDEO,
     duration_ms,
-    meta_of,
     segments,
     timeline_summary,
     tracks,
 )
 from nemowatch.api.formats import natural_key
 from nemowatch.local import wording as W
+from nemowatch.local.draftmeta import (
+    AudioSegmentMeta,
+    AudioTrackMeta,
+    DraftMeta,
+    TextSegmentMeta,
+    TextTrackMeta,
+    VideoSegmentMeta,
+    VideoTrackMeta,
+    read_draft,
+)
 from nemowatch.local.intent import Intent, parse, prettify, unquote_whole
 from nemowatch.local.media import MediaItem
 from nemowatch.local.vocabulary import (
@@ -352,9 +361,10 @@ def _current_volume(draft: dict[str, Any]) -> float:
 
 def _plan_of(draft: dict[str, Any], title_hint: str) -> Plan:
     """The stored plan, or one read back from the documented draft keys (a draft made elsewhere)."""
-    meta = meta_of(draft)
-    if isinstance(meta.get("plan"), dict):
-        return Plan.from_dict(meta["plan"])
+    meta = read_draft(draft)
+    stored = meta.get("plan")
+    if isinstance(stored, dict):
+        return Plan.from_dict(stored)
     plan = Plan(duration_ms=int(duration_ms(draft)) or None)
     width, height = int(meta.get("width") or 1920), int(meta.get("height") or 1080)
     plan.aspect = meta.get("aspect") or aspect_of(width, height)
@@ -442,7 +452,7 @@ def _build(plan: Plan, media: list[MediaItem], lang: str = W.EN) -> _Built:
     colors = palette(plan.grade, plan.mood)
     photo_index = 0
     for index, (shot, length) in enumerate(zip(shots, lengths, strict=True)):
-        meta: dict[str, Any] = {"kind": shot.kind, "src": shot.item.id if shot.item else None}
+        meta: VideoSegmentMeta = {"kind": shot.kind, "src": shot.item.id if shot.item else None}
         meta["name"] = shot.item.name if shot.item else (shot.text or "card")
         meta["motion"] = None
         if shot.kind == "image":
@@ -464,28 +474,26 @@ def _build(plan: Plan, media: list[MediaItem], lang: str = W.EN) -> _Built:
     built.photos = sum(1 for m in used if m.kind == "image")
     built.clips = sum(1 for m in used if m.kind == "video")
     built.cards = sum(1 for s in shots if s.kind == "card") if not visuals else 0
-    video_track = {"tt": TRACK_VIDEO, "m": {"name": _video_track_name(built)}, "sg": video_segments}
+    video_meta: VideoTrackMeta = {"name": _video_track_name(built)}
+    video_track = {"tt": TRACK_VIDEO, "m": video_meta, "sg": video_segments}
     all_tracks: list[dict[str, Any]] = [video_track]
     audio_track = _audio_track(plan, audio_files, total, built)
     if audio_track:
         all_tracks.append(audio_track)
     all_tracks += _text_tracks(plan, shots, video_segments, transition_ms, visuals, built)
-    built.draft = {
-        "d": total,
-        "m": {
-            "width": SIZES[(plan.aspect, plan.height)][0],
-            "height": SIZES[(plan.aspect, plan.height)][1],
-            "fps": FPS,
-            "aspect": plan.aspect,
-            "grade": plan.grade,
-            "transition": plan.transition if transition_ms else None,
-            "transition_ms": transition_ms,
-            "logo": {"src": logo.id, "name": logo.name} if logo else None,
-            "title": plan.title,
-            "plan": asdict(plan),
-        },
-        "t": all_tracks,
+    draft_meta: DraftMeta = {
+        "width": SIZES[(plan.aspect, plan.height)][0],
+        "height": SIZES[(plan.aspect, plan.height)][1],
+        "fps": FPS,
+        "aspect": plan.aspect,
+        "grade": plan.grade,
+        "transition": plan.transition if transition_ms else None,
+        "transition_ms": transition_ms,
+        "logo": {"src": logo.id, "name": logo.name} if logo else None,
+        "title": plan.title,
+        "plan": asdict(plan),
     }
+    built.draft = {"d": total, "m": draft_meta, "t": all_tracks}
     return built
 
 
@@ -682,7 +690,7 @@ def _audio_track(
     if volume is None:
         volume = VOLUME_WITH_CLIP_AUDIO if built.keep_audio else VOLUME_ALONE
     source_ms = int(source.duration_s * 1000) if source else 0
-    meta = {
+    meta: AudioSegmentMeta = {
         "src": source.id if source else None,
         "mood": plan.mood,
         "in_ms": 0,
@@ -695,11 +703,8 @@ def _audio_track(
         if source
         else (MOOD[plan.mood].track_name if plan.mood in MOOD else "Music")
     )
-    return {
-        "tt": TRACK_AUDIO,
-        "m": {"name": name, "role": "bgm", "volume": volume},
-        "sg": [{"st": 0, "d": total, "m": meta}],
-    }
+    track_meta: AudioTrackMeta = {"name": name, "role": "bgm", "volume": volume}
+    return {"tt": TRACK_AUDIO, "m": track_meta, "sg": [{"st": 0, "d": total, "m": meta}]}
 
 
 def _text_tracks(
@@ -720,10 +725,12 @@ def _text_tracks(
         return start, min(end, total)
 
     def segment(start: int, end: int, text: str, position: str) -> dict[str, Any]:
-        return {"st": start, "d": end - start, "m": {"text": text, "position": position}}
+        meta: TextSegmentMeta = {"text": text, "position": position}
+        return {"st": start, "d": end - start, "m": meta}
 
     def track(name: str, role: str, segs: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"tt": TRACK_TEXT, "m": {"name": name, "role": role}, "sg": segs}
+        meta: TextTrackMeta = {"name": name, "role": role}
+        return {"tt": TRACK_TEXT, "m": meta, "sg": segs}
 
     out: list[dict[str, Any]] = []
     if not visuals:  # title cards: the first is the title, the last the end card, the rest in between

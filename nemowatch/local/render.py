@@ -27,9 +27,20 @@ from typing import Any, BinaryIO
 
 from PIL import Image
 
-from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, meta_of, segments, tracks
+from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, segments, tracks
 from nemowatch.ffmpeg import MIN_MAJOR, die_with_parent, ffmpeg_exe, header_duration, read_header
 from nemowatch.local import graph as g
+from nemowatch.local.draftmeta import (
+    AudioSegmentMeta,
+    MediaRefMeta,
+    VideoSegmentMeta,
+    read_audio_segment,
+    read_audio_track,
+    read_draft,
+    read_text_segment,
+    read_text_track,
+    read_video_segment,
+)
 from nemowatch.local.music import write_music_bed
 from nemowatch.local.text import Placed, render_logo, render_text
 
@@ -68,11 +79,12 @@ class MediaRef:
     name: str
 
     @classmethod
-    def of(cls, meta: dict[str, Any]) -> MediaRef | None:
+    def of(cls, meta: MediaRefMeta | VideoSegmentMeta | AudioSegmentMeta) -> MediaRef | None:
         """The file a draft entry's ``m`` names, or None when it names none."""
-        if not meta.get("src"):
+        src = meta.get("src")
+        if not src:
             return None
-        return cls(str(meta["src"]), str(meta.get("name") or meta["src"]))
+        return cls(str(src), str(meta.get("name") or src))
 
 
 @dataclass(frozen=True)
@@ -117,12 +129,12 @@ def _even(value: Any, default: int) -> int:
 
 def plan_legs(draft: dict[str, Any], total: int) -> list[Leg]:
     """The video segments in time order, as frame counts, starts and transition overlaps."""
-    default_transition = meta_of(draft).get("transition")
+    default_transition = read_draft(draft).get("transition")
     raw = [seg for track in tracks(draft) if track.get("tt") == TRACK_VIDEO for seg in segments(track)]
     raw.sort(key=lambda seg: _num(seg.get("st"), 0.0))
     legs: list[Leg] = []
     for seg in raw:
-        meta = meta_of(seg)
+        meta = read_video_segment(seg)
         n = g.frames(_num(seg.get("d"), 0.0))
         if n < 1:
             continue
@@ -339,7 +351,7 @@ class Stills:
 
 def _render_logo(ctx: RenderContext, draft: dict[str, Any]) -> tuple[Placed | None, Placed | None]:
     """The corner watermark and the big end-card logo, when the draft has a logo."""
-    logo_meta = meta_of(draft).get("logo")
+    logo_meta = read_draft(draft).get("logo")
     logo = MediaRef.of(logo_meta) if isinstance(logo_meta, dict) else None
     if logo is None:
         return None, None
@@ -404,10 +416,12 @@ def _start_probes(ctx: RenderContext, draft: dict[str, Any], pool: ThreadPoolExe
     for track in tracks(draft):
         if track.get("tt") not in (TRACK_VIDEO, TRACK_AUDIO):
             continue
+        is_video = track.get("tt") == TRACK_VIDEO
         for seg in segments(track):
-            meta = meta_of(seg)
-            media = MediaRef.of(meta)
-            if media is None or (track.get("tt") == TRACK_VIDEO and meta.get("kind") != "video"):
+            if is_video and read_video_segment(seg).get("kind") != "video":
+                continue
+            media = MediaRef.of(read_video_segment(seg) if is_video else read_audio_segment(seg))
+            if media is None:
                 continue
             try:
                 name, path = _media_file(ctx, media)
@@ -661,9 +675,9 @@ def _texts(
     for track in tracks(draft):
         if track.get("tt") != TRACK_TEXT:
             continue
-        role = str(meta_of(track).get("role") or "title")
+        role = str(read_text_track(track).get("role") or "title")
         for seg in segments(track):
-            meta = meta_of(seg)
+            meta = read_text_segment(seg)
             text = str(meta.get("text") or "").strip()
             start = g.frames(_num(seg.get("st"), 0.0))
             end = min(ctx.total, start + g.frames(_num(seg.get("d"), 0.0)))
@@ -686,9 +700,9 @@ def _music(ctx: RenderContext, draft: dict[str, Any], probes: Probes) -> list[st
     for track in tracks(draft):
         if track.get("tt") != TRACK_AUDIO:
             continue
-        volume = min(2.0, max(0.0, _num(meta_of(track).get("volume"), 0.8)))
+        volume = min(2.0, max(0.0, _num(read_audio_track(track).get("volume"), 0.8)))
         for index, seg in enumerate(segments(track)):
-            meta = meta_of(seg)
+            meta = read_audio_segment(seg)
             start = g.frames(_num(seg.get("st"), 0.0))
             n = min(ctx.total - start, g.frames(_num(seg.get("d"), ctx.total * 1000 / g.FPS)))
             if n < 1:
@@ -790,7 +804,7 @@ def build_command(draft: dict[str, Any], ctx: RenderContext, prepared: Prepared,
     photos, stills = _photo_sources(ctx, legs)
     cutters, sounds = _video_legs(ctx, prepared, photos)
     base = _join(ctx, legs, cutters)
-    grade = g.grade(meta_of(draft).get("grade"))
+    grade = g.grade(read_draft(draft).get("grade"))
     if grade:
         base = ctx.graph.chain([base], [grade])
     if prepared.watermark is not None:
@@ -957,7 +971,7 @@ def render_video(
     meanwhile (the part file, text images, the music bed, the filter graphs) lives in ``out``'s
     folder under hidden names, so the owner of that folder can clear what a killed render left.
     """
-    meta = meta_of(draft) if isinstance(draft, dict) else {}
+    meta = read_draft(draft) if isinstance(draft, dict) else read_draft({})
     total = g.frames(duration_ms(draft))
     if total < 1:
         raise RenderError("The draft is empty (zero length); describe the video again.")

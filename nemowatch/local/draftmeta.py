@@ -1,0 +1,124 @@
+"""The metadata (``m``) a local draft carries, as types the director writes and the renderer reads.
+
+The draft's envelope (``d``, ``t``, ``tt``, ``sg``, ``st``) is the API's format (``api/draft.py``);
+what sits in each ``m`` is the local backend's own contract between ``director.py`` (the writer)
+and ``render.py`` (the reader). Spelled as TypedDicts, mypy checks every key either side uses
+against this one list; on the wire they are the same plain JSON objects as before.
+
+Every key is optional to the reader (``total=False``): a draft may come from elsewhere or from
+an older version, so the renderer still checks each value it reads (``_num``, ``isinstance``)
+and falls back to a default. The ``read_*`` functions only give a ``m`` its type; they copy and
+check nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict, cast
+
+from nemowatch.api.draft import meta_of
+
+
+class MediaRefMeta(TypedDict, total=False):
+    """A media file: its id in the session (``src``) and its file name, for messages."""
+
+    src: str | None
+    name: str
+
+
+class DraftMeta(TypedDict, total=False):
+    """The draft's own ``m``: frame size, look, the default transition, logo, title and plan."""
+
+    width: int
+    height: int
+    fps: int
+    aspect: str
+    grade: str | None  # a vocabulary grade, None: no grade
+    transition: str | None  # the default transition between video segments, None: hard cuts
+    transition_ms: int
+    logo: MediaRefMeta | None
+    title: str
+    plan: dict[str, Any]  # the director's settings (director.Plan), which the renderer ignores
+
+
+class VideoSegmentMeta(TypedDict, total=False):
+    """A video segment: a photo, a clip or a gradient card."""
+
+    kind: str  # "image" | "video" | "card"
+    src: str | None  # the photo or clip; None for a card
+    name: str
+    motion: str | None  # a photo's Ken Burns motion: zoom_in, zoom_out, pan_left, pan_right
+    in_ms: int  # where a clip starts playing
+    keep_audio: bool  # mix the clip's own sound in
+    colors: list[str]  # a card's two gradient colours
+    logo: bool  # a card that shows the logo large
+    transition: str  # this segment's transition in, instead of the draft's
+
+
+class VideoTrackMeta(TypedDict, total=False):
+    """The video track: its name in summaries ("3 clips, 2 photos")."""
+
+    name: str
+
+
+class AudioTrackMeta(TypedDict, total=False):
+    """The music track: its name in summaries, its role and its volume (0..1, up to 2 read)."""
+
+    name: str
+    role: str
+    volume: float
+
+
+class AudioSegmentMeta(TypedDict, total=False):
+    """A music segment: the user's song (``src``) or, without one, a bed generated for ``mood``."""
+
+    src: str | None
+    name: str
+    mood: str
+    in_ms: int
+    fade_in_ms: int
+    fade_out_ms: int
+    loop: bool  # repeat a song shorter than the segment
+
+
+class TextTrackMeta(TypedDict, total=False):
+    """A text track: its name in summaries and its role (title, caption, endcard)."""
+
+    name: str
+    role: str
+
+
+class TextSegmentMeta(TypedDict, total=False):
+    """One text on screen and where it sits (center, bottom)."""
+
+    text: str
+    position: str
+
+
+def read_draft(draft: dict[str, Any]) -> DraftMeta:
+    """The draft's ``m`` as what it should hold (an empty one when it has none)."""
+    return cast(DraftMeta, meta_of(draft))
+
+
+def read_video_segment(segment: dict[str, Any]) -> VideoSegmentMeta:
+    """A video segment's ``m`` as what it should hold."""
+    return cast(VideoSegmentMeta, meta_of(segment))
+
+
+def read_audio_track(track: dict[str, Any]) -> AudioTrackMeta:
+    """A music track's ``m`` as what it should hold."""
+    return cast(AudioTrackMeta, meta_of(track))
+
+
+def read_audio_segment(segment: dict[str, Any]) -> AudioSegmentMeta:
+    """A music segment's ``m`` as what it should hold."""
+    return cast(AudioSegmentMeta, meta_of(segment))
+
+
+def read_text_track(track: dict[str, Any]) -> TextTrackMeta:
+    """A text track's ``m`` as what it should hold."""
+    return cast(TextTrackMeta, meta_of(track))
+
+
+def read_text_segment(segment: dict[str, Any]) -> TextSegmentMeta:
+    """A text segment's ``m`` as what it should hold."""
+    return cast(TextSegmentMeta, meta_of(segment))
