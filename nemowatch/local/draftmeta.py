@@ -1,9 +1,11 @@
 """The metadata (``m``) a local draft carries, as types the director writes and the renderer reads.
 
 The draft's envelope (``d``, ``t``, ``tt``, ``sg``, ``st``) is the API's format (``api/draft.py``);
-what sits in each ``m`` is the local backend's own contract between ``director.py`` (the writer)
-and ``render.py`` (the reader). Spelled as TypedDicts, mypy checks every key either side uses
-against this one list; on the wire they are the same plain JSON objects as before.
+what sits in each ``m`` is the local backend's own contract between ``timeline.py`` (the writer)
+and ``render.py`` (the reader). Spelled as TypedDicts, mypy checks the keys and value types the
+writer puts in and the value types the reader gets out; on the wire they are the same plain JSON
+objects as before. mypy does not check the key named in a ``.get("…")``;
+``tests/test_draftmeta.py`` checks that the director writes only declared keys.
 
 Every key is optional to the reader (``total=False``): a draft may come from elsewhere or from
 an older version, so the renderer still checks each value it reads (``_num``, ``isinstance``)
@@ -37,7 +39,7 @@ class DraftMeta(TypedDict, total=False):
     transition_ms: int
     logo: MediaRefMeta | None
     title: str
-    plan: dict[str, Any]  # the director's settings (director.Plan), which the renderer ignores
+    plan: dict[str, Any]  # the director's settings (plan.Plan), which the renderer ignores
 
 
 class VideoSegmentMeta(TypedDict, total=False):

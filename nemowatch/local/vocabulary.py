@@ -1,9 +1,9 @@
 """The local backend's vocabulary: every mood, grade, transition, aspect and resolution, defined once.
 
 Each entry carries all that the other modules need to know about it: the words a prompt uses
-for it (``intent``), its name in a reply per language (``wording``), the card colours it gives
-(``director``), the ffmpeg filters of a grade (``render`` via ``graph``) and the frame size of an
-aspect at a height (``director``). The music bed of a mood is ``music.STYLES``, keyed by these
+for it (``intent``), its name in a reply per language (``reply``, through ``label``), the card
+colours it gives (``timeline``), the ffmpeg filters of a grade (``render`` via ``graph.grade``) and
+the frame size of an aspect at a height (``timeline``, ``reply``). The music bed of a mood is ``music.STYLES``, keyed by these
 names (a test checks that every mood has one). Adding a mood, a grade or a transition is a change
 to this file only (plus a music style for a mood).
 
@@ -155,7 +155,7 @@ MOOD = {mood.name: mood for mood in MOODS}
 GRADE = {grade.name: grade for grade in GRADES}
 TRANSITION = {transition.name: transition for transition in TRANSITIONS}
 ASPECT = {aspect.name: aspect for aspect in ASPECTS}
-# Built tallest first: director._plan_of breaks a tie between two tiers by this set's iteration order,
+# Built tallest first: plan.plan_of breaks a tie between two tiers by this set's iteration order,
 # which for these ints follows the order they were added in (and did before this module existed).
 HEIGHTS = frozenset(sorted((resolution.height for resolution in RESOLUTIONS), reverse=True))
 # Every frame size a draft can have, by (aspect, height).

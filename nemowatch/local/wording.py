@@ -8,9 +8,12 @@ timeline summary after a reply stays in English: it is the API's format.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 from nemowatch.local.vocabulary import EN, ZH
 
-__all__ = ["EN", "ZH", "count", "join", "say"]
+__all__ = ["EN", "ZH", "Note", "Phrase", "count", "join", "say", "seconds_text"]
 
 # Counted nouns: English adds an "s"; Chinese puts a measure word between number and noun.
 _ZH_COUNTED = {
@@ -115,9 +118,39 @@ _PHRASES: dict[str, dict[str, str]] = {
 
 
 def say(lang: str, key: str, **values: object) -> str:
-    """The phrase ``key`` in ``lang`` (English when it has none), filled with ``values``."""
+    """The phrase ``key`` in ``lang`` (English when it has none), filled with ``values``; a
+    ``Phrase`` among the values is said in ``lang`` too."""
     phrases = _PHRASES[key]
-    return phrases.get(lang, phrases[EN]).format(**values)
+    said = {name: say(lang, v.key) if isinstance(v, Phrase) else v for name, v in values.items()}
+    return phrases.get(lang, phrases[EN]).format(**said)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A value that is itself a phrase (``"media_photos"``), said in the language of the sentence it is in."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the director could not do as asked, as a code: its phrase key and values.
+
+    The plan and the timeline return notes; only the reply words them, in the message's language.
+    """
+
+    key: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+    def said(self, lang: str) -> str:
+        """The note as a sentence in ``lang``."""
+        return say(lang, self.key, **self.values)
+
+
+def seconds_text(ms: int) -> str:
+    """A length in seconds as a reply writes it: ``"12"``, ``"12.5"``."""
+    secs = ms / 1000
+    return str(int(secs)) if secs == int(secs) else f"{secs:.1f}"
 
 
 def count(lang: str, n: int, noun: str) -> str:
