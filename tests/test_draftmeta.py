@@ -55,5 +55,5 @@ def test_every_metadata_key_the_director_writes_is_declared() -> None:
 
 
 def test_the_readers_give_an_empty_metadata_for_a_draft_without_one() -> None:
-    assert dm.read_draft({}) == {}
-    assert dm.read_video_segment({"m": "not an object"}) == {}
+    assert dm.read(dm.DraftMeta, {}) == {}
+    assert dm.read(dm.VideoSegmentMeta, {"m": "not an object"}) == {}

@@ -9,15 +9,16 @@ objects as before. mypy does not check the key named in a ``.get("…")``;
 
 Every key is optional to the reader (``total=False``): a draft may come from elsewhere or from
 an older version, so the renderer still checks each value it reads (``_num``, ``isinstance``)
-and falls back to a default. The ``read_*`` functions only give a ``m`` its type; they copy and
-check nothing.
+and falls back to a default. ``read`` only gives a ``m`` its type; it copies and checks nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict, TypeVar, cast
 
 from nemowatch.api.draft import meta_of
+
+_Meta = TypeVar("_Meta")
 
 
 class MediaRefMeta(TypedDict, total=False):
@@ -96,31 +97,6 @@ class TextSegmentMeta(TypedDict, total=False):
     position: str
 
 
-def read_draft(draft: dict[str, Any]) -> DraftMeta:
-    """The draft's ``m`` as what it should hold (an empty one when it has none)."""
-    return cast(DraftMeta, meta_of(draft))
-
-
-def read_video_segment(segment: dict[str, Any]) -> VideoSegmentMeta:
-    """A video segment's ``m`` as what it should hold."""
-    return cast(VideoSegmentMeta, meta_of(segment))
-
-
-def read_audio_track(track: dict[str, Any]) -> AudioTrackMeta:
-    """A music track's ``m`` as what it should hold."""
-    return cast(AudioTrackMeta, meta_of(track))
-
-
-def read_audio_segment(segment: dict[str, Any]) -> AudioSegmentMeta:
-    """A music segment's ``m`` as what it should hold."""
-    return cast(AudioSegmentMeta, meta_of(segment))
-
-
-def read_text_track(track: dict[str, Any]) -> TextTrackMeta:
-    """A text track's ``m`` as what it should hold."""
-    return cast(TextTrackMeta, meta_of(track))
-
-
-def read_text_segment(segment: dict[str, Any]) -> TextSegmentMeta:
-    """A text segment's ``m`` as what it should hold."""
-    return cast(TextSegmentMeta, meta_of(segment))
+def read(kind: type[_Meta], obj: dict[str, Any]) -> _Meta:
+    """A draft's, track's or segment's ``m`` typed as ``kind`` (an empty one when it has none)."""
+    return cast(_Meta, meta_of(obj))

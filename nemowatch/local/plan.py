@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, duration_ms, segments, tracks
-from nemowatch.local.draftmeta import read_draft
+from nemowatch.local.draftmeta import DraftMeta, read
 from nemowatch.local.intent import Intent, prettify
 from nemowatch.local.vocabulary import (
     ASPECT,
@@ -200,7 +200,7 @@ def _current_volume(draft: dict[str, Any]) -> float:
 
 def plan_of(draft: dict[str, Any], title_hint: str) -> Plan:
     """The stored plan, or one read back from the documented draft keys (a draft made elsewhere)."""
-    meta = read_draft(draft)
+    meta = read(DraftMeta, draft)
     stored = meta.get("plan")
     if isinstance(stored, dict):
         return Plan.from_dict(stored)

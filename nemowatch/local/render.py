@@ -32,14 +32,13 @@ from nemowatch.ffmpeg import MIN_MAJOR, die_with_parent, ffmpeg_exe, header_dura
 from nemowatch.local import graph as g
 from nemowatch.local.draftmeta import (
     AudioSegmentMeta,
+    AudioTrackMeta,
+    DraftMeta,
     MediaRefMeta,
+    TextSegmentMeta,
+    TextTrackMeta,
     VideoSegmentMeta,
-    read_audio_segment,
-    read_audio_track,
-    read_draft,
-    read_text_segment,
-    read_text_track,
-    read_video_segment,
+    read,
 )
 from nemowatch.local.music import write_music_bed
 from nemowatch.local.text import Placed, render_logo, render_text
@@ -129,12 +128,12 @@ def _even(value: Any, default: int) -> int:
 
 def plan_legs(draft: dict[str, Any], total: int) -> list[Leg]:
     """The video segments in time order, as frame counts, starts and transition overlaps."""
-    default_transition = read_draft(draft).get("transition")
+    default_transition = read(DraftMeta, draft).get("transition")
     raw = [seg for track in tracks(draft) if track.get("tt") == TRACK_VIDEO for seg in segments(track)]
     raw.sort(key=lambda seg: _num(seg.get("st"), 0.0))
     legs: list[Leg] = []
     for seg in raw:
-        meta = read_video_segment(seg)
+        meta = read(VideoSegmentMeta, seg)
         n = g.frames(_num(seg.get("d"), 0.0))
         if n < 1:
             continue
@@ -351,7 +350,7 @@ class Stills:
 
 def _render_logo(ctx: RenderContext, draft: dict[str, Any]) -> tuple[Placed | None, Placed | None]:
     """The corner watermark and the big end-card logo, when the draft has a logo."""
-    logo_meta = read_draft(draft).get("logo")
+    logo_meta = read(DraftMeta, draft).get("logo")
     logo = MediaRef.of(logo_meta) if isinstance(logo_meta, dict) else None
     if logo is None:
         return None, None
@@ -418,9 +417,9 @@ def _start_probes(ctx: RenderContext, draft: dict[str, Any], pool: ThreadPoolExe
             continue
         is_video = track.get("tt") == TRACK_VIDEO
         for seg in segments(track):
-            if is_video and read_video_segment(seg).get("kind") != "video":
+            if is_video and read(VideoSegmentMeta, seg).get("kind") != "video":
                 continue
-            media = MediaRef.of(read_video_segment(seg) if is_video else read_audio_segment(seg))
+            media = MediaRef.of(read(VideoSegmentMeta, seg) if is_video else read(AudioSegmentMeta, seg))
             if media is None:
                 continue
             try:
@@ -675,9 +674,9 @@ def _texts(
     for track in tracks(draft):
         if track.get("tt") != TRACK_TEXT:
             continue
-        role = str(read_text_track(track).get("role") or "title")
+        role = str(read(TextTrackMeta, track).get("role") or "title")
         for seg in segments(track):
-            meta = read_text_segment(seg)
+            meta = read(TextSegmentMeta, seg)
             text = str(meta.get("text") or "").strip()
             start = g.frames(_num(seg.get("st"), 0.0))
             end = min(ctx.total, start + g.frames(_num(seg.get("d"), 0.0)))
@@ -700,9 +699,9 @@ def _music(ctx: RenderContext, draft: dict[str, Any], probes: Probes) -> list[st
     for track in tracks(draft):
         if track.get("tt") != TRACK_AUDIO:
             continue
-        volume = min(2.0, max(0.0, _num(read_audio_track(track).get("volume"), 0.8)))
+        volume = min(2.0, max(0.0, _num(read(AudioTrackMeta, track).get("volume"), 0.8)))
         for index, seg in enumerate(segments(track)):
-            meta = read_audio_segment(seg)
+            meta = read(AudioSegmentMeta, seg)
             start = g.frames(_num(seg.get("st"), 0.0))
             n = min(ctx.total - start, g.frames(_num(seg.get("d"), ctx.total * 1000 / g.FPS)))
             if n < 1:
@@ -804,7 +803,7 @@ def build_command(draft: dict[str, Any], ctx: RenderContext, prepared: Prepared,
     photos, stills = _photo_sources(ctx, legs)
     cutters, sounds = _video_legs(ctx, prepared, photos)
     base = _join(ctx, legs, cutters)
-    grade = g.grade(read_draft(draft).get("grade"))
+    grade = g.grade(read(DraftMeta, draft).get("grade"))
     if grade:
         base = ctx.graph.chain([base], [grade])
     if prepared.watermark is not None:
@@ -841,26 +840,19 @@ def _last_lines(lines: list[str] | deque[str], count: int = 3) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
-def run_ffmpeg(command: Command, total_s: float, progress: Callable[[float], None] | None) -> None:
-    """Run ffmpeg, report progress from ``-progress pipe:1``, and never leave the process behind.
-
-    The command's stills are written into a pipe on ffmpeg's standard input while it runs.
-    Raises RenderError with ffmpeg's last error lines when it fails or stalls, or the photos'
-    own RenderError (a broken photo) after stopping ffmpeg; any exception in the caller
-    (KeyboardInterrupt, a failing progress callback) kills the process first.
-    """
-    stills = command.stills
-    read_fd, write_fd = os.pipe() if stills is not None else (-1, -1)
+def _spawn(command: Command) -> tuple[subprocess.Popen[str], BinaryIO | None]:
+    """Start ffmpeg; with stills, on a new pipe whose write end (returned) is then ours alone."""
+    read_fd, write_fd = os.pipe() if command.stills is not None else (-1, -1)
     try:
         proc = subprocess.Popen(
             [ffmpeg_exe(), *command.args],
-            stdin=read_fd if stills is not None else subprocess.DEVNULL,
+            stdin=read_fd if read_fd >= 0 else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            # Killed by the kernel if this thread or the whole process dies; this function reaps
-            # the process before it returns, so the thread always outlives it (see die_with_parent).
+            # Killed by the kernel if this thread or the whole process dies; run_ffmpeg reaps the
+            # process before it returns, so the thread always outlives it (see die_with_parent).
             preexec_fn=die_with_parent(),
         )
     except BaseException:
@@ -870,6 +862,19 @@ def run_ffmpeg(command: Command, total_s: float, progress: Callable[[float], Non
     finally:
         if read_fd >= 0:
             os.close(read_fd)  # ffmpeg holds it now; ours would keep a dead ffmpeg's pipe open
+    return proc, os.fdopen(write_fd, "wb", closefd=True) if write_fd >= 0 else None
+
+
+def run_ffmpeg(command: Command, total_s: float, progress: Callable[[float], None] | None) -> None:
+    """Run ffmpeg, report progress from ``-progress pipe:1``, and never leave the process behind.
+
+    The command's stills are written into a pipe on ffmpeg's standard input while it runs.
+    Raises RenderError with ffmpeg's last error lines when it fails or stalls, or the photos'
+    own RenderError (a broken photo) after stopping ffmpeg; any exception in the caller
+    (KeyboardInterrupt, a failing progress callback) kills the process first.
+    """
+    stills = command.stills
+    proc, pipe = _spawn(command)
     failures: list[BaseException] = []
 
     def write(stills: Stills, pipe: BinaryIO) -> None:
@@ -883,9 +888,7 @@ def run_ffmpeg(command: Command, total_s: float, progress: Callable[[float], Non
             proc.kill()
 
     writer: threading.Thread | None = None
-    pipe: BinaryIO | None = None
-    if stills is not None:
-        pipe = os.fdopen(write_fd, "wb", closefd=True)
+    if stills is not None and pipe is not None:
         writer = threading.Thread(target=write, args=(stills, pipe), daemon=True)
     errors: deque[str] = deque(maxlen=40)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -971,7 +974,7 @@ def render_video(
     meanwhile (the part file, text images, the music bed, the filter graphs) lives in ``out``'s
     folder under hidden names, so the owner of that folder can clear what a killed render left.
     """
-    meta = read_draft(draft) if isinstance(draft, dict) else read_draft({})
+    meta = read(DraftMeta, draft) if isinstance(draft, dict) else read(DraftMeta, {})
     total = g.frames(duration_ms(draft))
     if total < 1:
         raise RenderError("The draft is empty (zero length); describe the video again.")

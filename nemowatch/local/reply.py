@@ -12,7 +12,7 @@ from typing import Any
 
 from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, duration_ms, segments, timeline_summary, tracks
 from nemowatch.local import wording as W
-from nemowatch.local.draftmeta import read_draft
+from nemowatch.local.draftmeta import DraftMeta, read
 from nemowatch.local.plan import Plan
 from nemowatch.local.timeline import Timeline, display_name
 from nemowatch.local.vocabulary import GRADE, MOOD, SIZES, TRANSITION, label
@@ -22,7 +22,7 @@ from nemowatch.local.wording import Note, seconds_text
 def generation_reply(plan: Plan, timeline: Timeline, lang: str) -> str:
     """What was made, in plain words and the message's language, then the timeline summary."""
     draft = timeline.draft
-    transition = read_draft(draft).get("transition")
+    transition = read(DraftMeta, draft).get("transition")
     size = W.say(lang, "size", seconds=seconds_text(draft["d"]), aspect=plan.aspect)
     if plan.height != 1080:
         size += W.say(lang, "size_height", height=plan.height)
