@@ -16,6 +16,7 @@ from nemowatch.local.vocabulary import (
     SIZES,
     TRANSITIONS,
     ZH,
+    aspect_of,
     label,
     palette,
 )
@@ -59,6 +60,11 @@ def test_frame_sizes_follow_the_aspect_with_the_height_as_short_side() -> None:
     assert SIZES[("9:16", 720)] == (720, 1280)
     assert SIZES[("1:1", 180)] == (180, 180)
     assert len(SIZES) == len(ASPECTS) * 4
+
+
+def test_a_frame_size_is_read_back_as_the_aspect_of_its_shape() -> None:
+    assert [aspect_of(1280, 720), aspect_of(720, 1280), aspect_of(500, 500)] == ["16:9", "9:16", "1:1"]
+    assert aspect_of(1000, 999) == "16:9"  # any wider frame: the nearest named shape
 
 
 def test_a_grade_picks_the_card_colours_before_the_mood() -> None:

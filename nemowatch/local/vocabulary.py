@@ -163,8 +163,12 @@ SIZES = {(aspect.name, height): aspect.size(height) for aspect in ASPECTS for he
 
 
 def aspect_of(width: int, height: int) -> str:
-    """The aspect a frame of this size is closest to: taller is 9:16, square 1:1, wider 16:9."""
-    return "9:16" if height > width else "1:1" if height == width else "16:9"
+    """The aspect a frame of this size is closest to: the one of the same shape (tall, square, wide)."""
+
+    def shape(wide: int, tall: int) -> int:
+        return (wide > tall) - (wide < tall)
+
+    return next(aspect.name for aspect in ASPECTS if shape(*aspect.ratio) == shape(width, height))
 
 
 def palette(grade: str | None, mood: str) -> Palette:
