@@ -258,7 +258,7 @@ def motion_report(video: Path, draft: dict[str, Any]) -> list[str]:
         for seg in track["sg"]
     ]
     for i, leg in enumerate(legs):
-        motion = leg.meta.get("motion")
+        motion = leg.motion
         if leg.kind != "image" or motion not in ("zoom_in", "zoom_out", "pan_left", "pan_right"):
             continue
         nxt = legs[i + 1].overlap if i + 1 < len(legs) else 0

@@ -11,17 +11,11 @@ import pytest
 from PIL import Image
 
 from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, is_ready_for_export, segments, tracks
-from nemowatch.local.director import (
-    EDIT_COST,
-    END_CARD_MS,
-    GENERATION_COST,
-    SIZES,
-    caption_from_name,
-    direct,
-    find_logo,
-)
+from nemowatch.local.director import EDIT_COST, GENERATION_COST, direct
 from nemowatch.local.intent import parse, prettify
 from nemowatch.local.media import MediaItem, probe
+from nemowatch.local.timeline import END_CARD_MS, caption_from_name, find_logo
+from nemowatch.local.vocabulary import SIZES
 from nemowatch.local.wording import say
 from tests.director_examples import TRY_SAYING
 

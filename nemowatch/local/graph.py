@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nemowatch.local.vocabulary import GRADE
+
 FPS = 30
 
 # The xfade transitions ffmpeg knows; anything else in a draft falls back to "fade".
@@ -76,21 +78,6 @@ XFADE_TRANSITIONS = frozenset(
         "revealdown",
     ]
 )
-
-# Colour grades built only from filters that work on yuv420p directly (eq, lutyuv, hue, vignette):
-# an RGB round trip (colorbalance, curves) would cost more per frame than the whole Ken Burns pass.
-GRADES: dict[str, str] = {
-    "warm": "eq=saturation=1.08:contrast=1.03,lutyuv=u='clip(val-7,0,255)':v='clip(val+8,0,255)'",
-    "cool": "eq=saturation=1.02:contrast=1.03,lutyuv=u='clip(val+8,0,255)':v='clip(val-6,0,255)'",
-    "bw": "lutyuv=u=128:v=128,eq=contrast=1.12:gamma=0.96",
-    "vibrant": "eq=saturation=1.32:contrast=1.06:gamma=0.98",
-    # Lifted blacks, softened highlights, slightly muted teal cast and a vignette: a film look.
-    "cinematic": (
-        "lutyuv=y='16+(val-16)*0.93+6*sin(PI*(val-16)/219)':u='clip(val+3,0,255)':v='clip(val-2,0,255)',"
-        "eq=saturation=0.88:contrast=1.06,vignette=angle=PI/5"
-    ),
-}
-
 
 DEFAULT_CARD_COLORS = ("#1d2b64", "#f8cdda")
 
@@ -159,6 +146,16 @@ class Graph:
                 script.write_text(";\n".join(chains), encoding="utf-8")
                 args += ["-/filter_complex", str(script)]
         return args
+
+
+def grade(name: object) -> str | None:
+    """The filters of a colour grade named in a draft (None: no grade, or one this version lacks).
+
+    Only filters that work on yuv420p directly (eq, lutyuv, hue, vignette): an RGB round trip
+    (colorbalance, curves) would cost more per frame than the whole Ken Burns pass.
+    """
+    found = GRADE.get(name) if isinstance(name, str) else None
+    return found.filters if found is not None else None
 
 
 def frames(ms: float) -> int:

@@ -7,10 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-_T = TypeVar("_T")
+from nemowatch.local.vocabulary import ASPECTS, DEFAULT_TRANSITION, GRADES, MOODS, RESOLUTIONS, TRANSITIONS
 
-# Values the parser reports for "asked for nothing about this" and for "asked for none of it".
-ASPECTS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
+_T = TypeVar("_T")
 
 _ONES = {
     "zero": 0, "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -48,7 +47,9 @@ _EXPLICIT_DURATION = re.compile(
     rf"\b(?:duration|length)(?:_s)?(?:\s*(?:[:=]|of|is|to|should be))?\s*(?P<n>\d+(?:\.\d+)?)(?![\d:x])[\s-]*(?P<unit>{_SEC}|{_MIN})?"
 )
 _EXPLICIT_ASPECT = re.compile(
-    r"\baspect(?:[\s_-]ratio)?(?:\s*(?:[:=]|of|is|to|should be))?\s*[\"']?(?P<a>16:9|9:16|1:1)\b"
+    r"\baspect(?:[\s_-]ratio)?(?:\s*(?:[:=]|of|is|to|should be))?\s*[\"']?(?P<a>"
+    + "|".join(re.escape(aspect.name) for aspect in ASPECTS)
+    + r")\b"
 )
 # Matched at the end of a duration ("3 seconds each").
 _PER_SHOT = re.compile(r"\s*(?:each|apiece|per\s+(?:photo|image|picture|slide|shot|clip))\b")
@@ -81,61 +82,23 @@ _ZH_DURATION = re.compile(
     rf"(?P<m>{_ZH_NUM})\s*分(?:钟)?\s*(?:(?P<ms>{_ZH_NUM})\s*秒|(?P<half>半))?|(?P<s>{_ZH_NUM})\s*秒|(?P<halfmin>半分钟)"
 )
 
-# Each list: (pattern, value). Aspect mentions are collected with positions; the last one wins,
-# so "switch from landscape to 9:16" means 9:16 and "YouTube Shorts" means vertical.
-_ASPECT_WORDS: list[tuple[str, str]] = [
-    (
-        r"\b9\s*[:x×/]\s*16\b|\bvertical(?:ly)?\b|\bportrait\b|\breels?\b|\btik\s?toks?\b|\bshorts\b|\bstor(?:y|ies)\b",
-        "9:16",
-    ),
-    (r"竖屏|竖版|竖向|竖幅|抖音|快手", "9:16"),
-    (r"\b1\s*[:x×/]\s*1\b|\bsquare\b|\b(?:instagram|ig|insta|feed) posts?\b", "1:1"),
-    (r"正方形|方形|方屏", "1:1"),
-    (r"\b16\s*[:x×/]\s*9\b|\blandscape\b|\bhorizontal(?:ly)?\b|\bwide\s?screen\b|\byoutube\b", "16:9"),
-    (r"横屏|横版|横向|横幅", "16:9"),
-]
-_HEIGHT_WORDS: list[tuple[str, int]] = [
-    (r"\b720p?\b|\bhd ready\b|\b1280\s*x\s*720\b|\b720\s*x\s*1280\b", 720),
-    (r"\b360p\b|\b640\s*x\s*360\b|\b360\s*x\s*640\b", 360),
-    (r"\b180p\b|\b320\s*x\s*180\b|\b180\s*x\s*320\b", 180),
-    (
-        r"\b1080p?\b|\bfull[\s-]?hd\b|\bfhd\b|\b1920\s*x\s*1080\b|\b1080\s*x\s*1920\b|\b4k\b|\b2160p\b|\b1440p\b",
-        1080,
-    ),
-]
+# Each list: (pattern, value), from the vocabulary. Aspect mentions are collected with positions;
+# the last one wins, so "switch from landscape to 9:16" means 9:16 and "YouTube Shorts" means vertical.
+_ASPECT_WORDS = [(aspect.words, aspect.name) for aspect in ASPECTS]
+_HEIGHT_WORDS = [(resolution.words, resolution.height) for resolution in RESOLUTIONS]
+_TRANSITION_KINDS = [(transition.words, transition.name) for transition in TRANSITIONS]
+_GRADE_WORDS = [(grade.words, grade.name) for grade in GRADES]
+_MOODS = [(mood.words, mood.name) for mood in MOODS]
 _TRANSITION_NONE = re.compile(
     r"\bno transitions?\b|\bwithout (?:any )?transitions?\b|\b(?:hard|straight|jump|simple) cuts?\b|\bjust cuts\b"
     r"|\bremove (?:the |all )?transitions?\b|无转场|不要转场|没有转场|去掉转场|硬切"
 )
-_TRANSITION_KINDS: list[tuple[str, str]] = [
-    (r"\b(?:fade|dip)s?(?:\s+(?:to|through|into))\s+black\b|黑场", "fadeblack"),
-    (r"\bslid(?:e|ing)\b|滑动|推移", "slideleft"),
-    (r"\bwipes?\b|擦除", "wipeleft"),
-    (
-        # "transition ... zoom" in one clause; the span after a "transition" stops at the next one
-        # (which is then tried itself), so clauses of many "transition"s stay linear.
-        r"\bzoom(?:[\s-]in)?\s+transitions?\b|\btransitions?\b(?:(?!\btransitions?\b)[^.,;])*\bzoom|\buse (?:a )?zoom\b|缩放转场",
-        "zoomin",
-    ),
-    (r"\bdissolves?\b|溶解", "dissolve"),
-    (r"\bcross-?fades?\b|\bcross-?fading\b|\bfades?\b(?!\s+(?:in|out|to|through))|淡入淡出|渐变", "fade"),
-]
 _TRANSITION_ANY = re.compile(r"\btransitions?\b|\btransitioning\b|转场|过渡")
 _GRADE_OFF = re.compile(
     r"\b(?:no|remove (?:the )?|without (?:the |a )?|drop (?:the )?)(?:colou?r )?(?:filter|grade|grading|look|effect)s?\b"
     r"|\bremove (?:the )?(?:black[\s-]and[\s-]white|b&w|b/w|monochrome|warm|cool|vibrant|cinematic)\b"
     r"|\b(?:original|natural|normal|full) colou?rs?\b|\bback (?:in|to) colou?r\b|\bin colou?r\b|去掉滤镜|原色|不要滤镜"
 )
-_GRADE_WORDS: list[tuple[str, str]] = [
-    (r"\bblack[\s-](?:and|&|n)[\s-]white\b|\bb\s?&\s?w\b|\bb/w\b|\bmonochrome\b|\bgr[ae]yscale\b|黑白", "bw"),
-    (r"\bwarm(?:er)?(?:\s+(?:tones?|colou?rs?|look|grade|light))?\b|暖色|暖调|温暖", "warm"),
-    (r"\bcool(?:er)?\s+(?:tones?|colou?rs?|look|grade)\b|\bcold (?:tones?|look)\b|冷色|冷调", "cool"),
-    (r"\bvibrant\b|\bcolou?rful\b|\bpunchy\b|\bsaturated\b|\bvivid\b|鲜艳|鲜明|明亮", "vibrant"),
-    (
-        r"\bcinematic\b|\bfilm(?:ic|[\s-]like|\s+look|\s+grain)\b|\blike a (?:movie|film)\b|电影感|电影风",
-        "cinematic",
-    ),
-]
 _MUSIC_OFF = re.compile(
     r"\bno (?:background |back-ground )?(?:music|bgm|soundtrack|audio|sound)\b|\bwithout (?:any |the )?(?:music|bgm|soundtrack)\b"
     r"|\bsilent\b|\bmuted?\b(?! (?:the )?clips?)|\b(?:remove|drop|delete|kill|lose|cut|take out|turn off) (?:the )?(?:background )?(?:music|bgm|soundtrack)\b"
@@ -145,13 +108,6 @@ _MUSIC_ON = re.compile(
     r"\bmusic(?:al)?\b|\bsoundtrack\b|\bbgm\b|\bbackground (?:track|audio)\b|\bsongs?\b|\btunes?\b|\bbeats?\b"
     r"|背景音乐|配乐|音乐|\bbgm"
 )
-_MOODS: list[tuple[str, str]] = [
-    (r"\blo-?fi\b|\bchill(?:ed|out|y)?\b|低保真", "lofi"),
-    (r"\bcalm(?:er|ing)?\b|\brelax(?:ing|ed)?\b|\bsoft(?:er)?\b|\bgentle\b|\bpeaceful\b|\bsoothing\b|\bmellow\b|\bambient\b"
-     r"|舒缓|轻柔|安静|平静|放松", "calm"),
-    (r"\bcinematic\b|\bepic\b|\bdramatic\b|\borchestral\b|史诗|电影感|大气", "cinematic"),
-    (r"\bupbeat\b|\benergetic\b|\bfun\b|\bhappy\b|\blively\b|\bexciting\b|\bpop\b|欢快|活力|动感|轻快", "upbeat"),
-]  # fmt: skip
 _LOUDER = re.compile(
     r"\blouder\b|\bturn (?:up|it up)\b|\bturn the music up\b|\b(?:raise|increase|boost) the (?:music|volume)\b|大声"
 )
@@ -516,7 +472,7 @@ def _read_transition(low: str, intent: Intent) -> None:
             intent.transition_set, intent.transition = True, name
             return
     if _TRANSITION_ANY.search(low):
-        intent.transition_set, intent.transition = True, "fade"
+        intent.transition_set, intent.transition = True, DEFAULT_TRANSITION
 
 
 def _read_grade(low: str, intent: Intent) -> None:

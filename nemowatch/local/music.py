@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nemowatch.local.vocabulary import DEFAULT_MOOD
+
 SAMPLE_RATE = 44100
 
 # Chord symbols as semitone offsets from the key root; four chords, looped.
@@ -38,6 +40,7 @@ class Style:
     lowpass_hz: float | None
 
 
+# One style per mood of vocabulary.MOODS, keyed by its name (tests/test_render.py checks the keys).
 STYLES: dict[str, Style] = {
     # I–V–vi–IV in C: the pop progression, four-on-the-floor, bright plucks.
     "upbeat": Style(
@@ -163,8 +166,8 @@ def _reverb(x: np.ndarray, sr: int, seconds: float, rng: np.random.Generator, we
 def synthesize(
     mood: str | None, duration_s: float, *, sample_rate: int = SAMPLE_RATE, seed: int = 7
 ) -> np.ndarray:
-    """A stereo float track (n, 2) in [-1, 1] of ``duration_s`` for a mood (unknown moods play "upbeat")."""
-    style = STYLES.get(mood or "upbeat", STYLES["upbeat"])
+    """A stereo float track (n, 2) in [-1, 1] of ``duration_s`` for a mood (unknown moods play the default mood)."""
+    style = STYLES.get(mood or DEFAULT_MOOD, STYLES[DEFAULT_MOOD])
     sr = sample_rate
     rng = np.random.default_rng(seed)
     beat = 60.0 / style.bpm

@@ -23,13 +23,23 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
-from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, meta_of, segments, tracks
+from nemowatch.api.draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, duration_ms, segments, tracks
 from nemowatch.ffmpeg import MIN_MAJOR, die_with_parent, ffmpeg_exe, header_duration, read_header
 from nemowatch.local import graph as g
+from nemowatch.local.draftmeta import (
+    AudioSegmentMeta,
+    AudioTrackMeta,
+    DraftMeta,
+    MediaRefMeta,
+    TextSegmentMeta,
+    TextTrackMeta,
+    VideoSegmentMeta,
+    read,
+)
 from nemowatch.local.music import write_music_bed
 from nemowatch.local.text import Placed, render_logo, render_text
 
@@ -60,21 +70,43 @@ class RenderError(Exception):
     """A render that could not be made; ``str()`` is one short sentence for a user or a log."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class MediaRef:
+    """A media file a draft entry points at: its id (``src``) and the name to show in errors."""
+
+    src: str
+    name: str
+
+    @classmethod
+    def of(cls, meta: MediaRefMeta | VideoSegmentMeta | AudioSegmentMeta) -> MediaRef | None:
+        """The file a draft entry's ``m`` names, or None when it names none."""
+        src = meta.get("src")
+        if not src:
+            return None
+        return cls(str(src), str(meta.get("name") or src))
+
+
+@dataclass(frozen=True)
 class Leg:
-    """One video segment placed on the output's frame grid."""
+    """One video segment placed on the output's frame grid, with what its kind needs from the draft."""
 
     kind: str  # "image" | "video" | "card"
     n: int  # frames
     start: int  # first output frame
     overlap: int  # frames shared with the previous leg (the transition)
     transition: str
-    meta: dict[str, Any]
+    media: MediaRef | None = None  # the photo or clip (always set for those kinds)
+    motion: str | None = None  # a photo's Ken Burns motion: zoom_in, zoom_out, pan_left, pan_right
+    in_ms: float = 0.0  # where a clip starts playing
+    keep_audio: bool = False  # the draft asks for the clip's own sound
+    colors: tuple[str, ...] = ()  # a card's gradient (only valid colours)
+    logo: bool = False  # a card that shows the logo large
 
 
 @dataclass
-class Job:
-    """What one render needs besides the draft: output size, frame count and a scratch folder."""
+class RenderContext:
+    """What one render needs besides the draft: output size, frame count, a scratch folder, the
+    media lookup, and the filter graph the command is built into."""
 
     width: int
     height: int
@@ -82,8 +114,6 @@ class Job:
     tmp: Path
     resolve: Callable[[str], Path]
     graph: g.Graph = field(default_factory=g.Graph)
-    probes: dict[Path, Future[Probe]] = field(default_factory=dict)  # started early, see build_command
-    stills: Stills | None = None  # the photos' pipe input, when the draft has photos
 
 
 def _num(value: Any, default: float) -> float:
@@ -98,12 +128,12 @@ def _even(value: Any, default: int) -> int:
 
 def plan_legs(draft: dict[str, Any], total: int) -> list[Leg]:
     """The video segments in time order, as frame counts, starts and transition overlaps."""
-    default_transition = meta_of(draft).get("transition")
+    default_transition = read(DraftMeta, draft).get("transition")
     raw = [seg for track in tracks(draft) if track.get("tt") == TRACK_VIDEO for seg in segments(track)]
     raw.sort(key=lambda seg: _num(seg.get("st"), 0.0))
     legs: list[Leg] = []
     for seg in raw:
-        meta = meta_of(seg)
+        meta = read(VideoSegmentMeta, seg)
         n = g.frames(_num(seg.get("d"), 0.0))
         if n < 1:
             continue
@@ -112,13 +142,32 @@ def plan_legs(draft: dict[str, Any], total: int) -> list[Leg]:
         if legs:
             prev = legs[-1]
             overlap = max(0, min(prev.start + prev.n - start, prev.n - 1, n - 1))
-        transition = meta.get("transition") or default_transition or "fade"
+        transition = str(meta.get("transition") or default_transition or "fade")
         kind = str(meta.get("kind")) if meta.get("kind") in ("image", "video", "card") else "card"
-        if kind != "card" and not meta.get("src"):
-            kind = "card"
-        legs.append(Leg(kind, n, start, overlap, str(transition), meta))
+        media = MediaRef.of(meta)
+        if kind == "card" or media is None:
+            # Only cards read their colours (and so only a card's malformed colours can fail).
+            colors = tuple(c for c in (meta.get("colors") or []) if isinstance(c, str) and _COLOR.match(c))
+            legs.append(
+                Leg("card", n, start, overlap, transition, colors=colors, logo=bool(meta.get("logo")))
+            )
+            continue
+        motion = meta.get("motion")
+        legs.append(
+            Leg(
+                kind,
+                n,
+                start,
+                overlap,
+                transition,
+                media=media,
+                motion=motion if isinstance(motion, str) else None,
+                in_ms=_num(meta.get("in_ms"), 0.0),
+                keep_audio=bool(meta.get("keep_audio")),
+            )
+        )
     if not legs and total > 0:  # text or music only: a gradient card under everything
-        legs.append(Leg("card", total, 0, 0, "fade", {}))
+        legs.append(Leg("card", total, 0, 0, "fade"))
     return legs
 
 
@@ -222,7 +271,7 @@ class Layout:
 
 def _layout(leg: Leg, width: int, height: int) -> Layout:
     """The input a photo leg needs: one still, a pan stack or a zoom stack."""
-    motion = leg.meta.get("motion")
+    motion = leg.motion
     if motion in ("pan_left", "pan_right"):
         # One spare column: the second copy of a pan still is the strip shifted left by one pixel.
         strip = width + _pan_step(leg, width) * (leg.n - 1)
@@ -246,16 +295,16 @@ class Stills:
     legs' canvases), and 100+ MB of stills never touch a disk.
     """
 
-    def __init__(self, job: Job, legs: list[Leg]) -> None:
-        self.job, self.legs = job, legs
-        self.layouts = [_layout(leg, job.width, job.height) for leg in legs]
+    def __init__(self, ctx: RenderContext, legs: list[Leg]) -> None:
+        self.ctx, self.legs = ctx, legs
+        self.layouts = [_layout(leg, ctx.width, ctx.height) for leg in legs]
         self.size = (max(lay.size[0] for lay in self.layouts), max(lay.size[1] for lay in self.layouts))
-        self.read_fd, self.write_fd = os.pipe()
 
     def input_args(self) -> list[str]:
+        """The raw video input: ffmpeg's standard input, which run_ffmpeg connects to a pipe."""
         size = "{}x{}".format(*self.size)
         raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-framerate", str(g.FPS)]
-        return [*raw, "-i", f"pipe:{self.read_fd}"]
+        return [*raw, "-i", "pipe:0"]
 
     def pick(self, index: int) -> list[str]:
         """Filters that keep photo ``index`` alone at its own size (a crop of a frame: no copy)."""
@@ -266,8 +315,9 @@ class Stills:
         """Photo ``index`` decoded and sized for its leg (still, pan stack or zoom stack), as the
         pieces of one padded frame: its bands, black rows between them and below them."""
         leg, layout = self.legs[index], self.layouts[index]
-        name, path = _media_file(self.job, leg.meta)
-        image = _load_photo(path, name, layout.fit, (self.job.width, self.job.height))
+        assert leg.media is not None  # a photo leg always has its file (plan_legs)
+        name, path = _media_file(self.ctx, leg.media)
+        image = _load_photo(path, name, layout.fit, (self.ctx.width, self.ctx.height))
         width, height = self.size
         row = width * 3
         parts: list[bytes] = []
@@ -280,10 +330,9 @@ class Stills:
         parts.append(bytes(row * (height - layout.size[1])))
         return parts
 
-    def write(self) -> None:
-        """Make the photos two at a time (Pillow releases the GIL) and send them in order."""
-        with os.fdopen(self.write_fd, "wb", closefd=True) as pipe, ThreadPoolExecutor(max_workers=2) as pool:
-            self.write_fd = -1
+    def write(self, pipe: BinaryIO) -> None:
+        """Make the photos two at a time (Pillow releases the GIL) and send them in order into ``pipe``."""
+        with ThreadPoolExecutor(max_workers=2) as pool:
             ahead: deque[Future[list[bytes]]] = deque(
                 pool.submit(self._frame, i) for i in range(min(2, len(self.legs)))
             )
@@ -298,37 +347,26 @@ class Stills:
                 for future in ahead:
                     future.cancel()
 
-    def close_read_end(self) -> None:
-        """Give up the read end once ffmpeg has it."""
-        os.close(self.read_fd)
-        self.read_fd = -1
 
-    def close(self) -> None:
-        """Close whatever end is still ours (idempotent)."""
-        for fd in (self.read_fd, self.write_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.read_fd = self.write_fd = -1
-
-
-def _render_logo(job: Job, draft: dict[str, Any]) -> tuple[Placed | None, Placed | None]:
+def _render_logo(ctx: RenderContext, draft: dict[str, Any]) -> tuple[Placed | None, Placed | None]:
     """The corner watermark and the big end-card logo, when the draft has a logo."""
-    logo_meta = meta_of(draft).get("logo")
-    if not (isinstance(logo_meta, dict) and logo_meta.get("src")):
+    logo_meta = read(DraftMeta, draft).get("logo")
+    logo = MediaRef.of(logo_meta) if isinstance(logo_meta, dict) else None
+    if logo is None:
         return None, None
-    name, logo_path = _media_file(job, logo_meta)
+    name, logo_path = _media_file(ctx, logo)
     try:
-        return render_logo(logo_path, job.width, job.height, job.tmp)
+        return render_logo(logo_path, ctx.width, ctx.height, ctx.tmp)
     except (OSError, ValueError) as exc:
         raise RenderError(f"Could not read the logo {name} ({exc}); replace it with a PNG or JPEG.") from exc
 
 
-def _media_file(job: Job, meta: dict[str, Any]) -> tuple[str, Path]:
-    """The name to show for the media a draft entry points at (``src``), and its file."""
-    name = str(meta.get("name") or meta["src"])
+def _media_file(ctx: RenderContext, media: MediaRef) -> tuple[str, Path]:
+    """The name to show for a media file a draft points at, and the file."""
+    name = media.name
     try:
-        path = Path(job.resolve(str(meta["src"])))
-    except (KeyError, LookupError, OSError) as exc:
+        path = Path(ctx.resolve(media.src))
+    except (LookupError, OSError) as exc:
         raise RenderError(f"The media file {name} is not available; upload it again.") from exc
     if not path.is_file():
         raise RenderError(f"The media file {name} is missing; upload it again.")
@@ -360,27 +398,65 @@ def probe(path: Path, name: str) -> Probe:
     return Probe(header_duration(text) or 0.0, has_video, has_audio)
 
 
-def _probe(job: Job, path: Path, name: str) -> Probe:
-    """``probe``, answered by the one build_command started in the background when there is one."""
-    started = job.probes.get(path)
+# Each clip's and song's probe, run by ``prepare``: finished, so ``result()`` gives the probe or
+# raises its error (where the file is used, as if it had been probed there).
+Probes = dict[Path, "Future[Probe]"]
+
+
+def _probe(probes: Probes, path: Path, name: str) -> Probe:
+    """``probe``, answered by the one ``prepare`` ran (a file it could not find is probed here)."""
+    started = probes.get(path)
     return started.result() if started is not None else probe(path, name)
 
 
-def _start_probes(job: Job, draft: dict[str, Any], pool: ThreadPoolExecutor) -> None:
+def _start_probes(ctx: RenderContext, draft: dict[str, Any], pool: ThreadPoolExecutor) -> Probes:
     """Probe every clip and song while Pillow works (each probe is an ffmpeg run of ~50 ms)."""
+    probes: Probes = {}
     for track in tracks(draft):
         if track.get("tt") not in (TRACK_VIDEO, TRACK_AUDIO):
             continue
+        is_video = track.get("tt") == TRACK_VIDEO
         for seg in segments(track):
-            meta = meta_of(seg)
-            if not meta.get("src") or (track.get("tt") == TRACK_VIDEO and meta.get("kind") != "video"):
+            if is_video and read(VideoSegmentMeta, seg).get("kind") != "video":
+                continue
+            media = MediaRef.of(read(VideoSegmentMeta, seg) if is_video else read(AudioSegmentMeta, seg))
+            if media is None:
                 continue
             try:
-                name, path = _media_file(job, meta)
+                name, path = _media_file(ctx, media)
             except RenderError:
                 continue  # reported where the file is used
-            if path not in job.probes:
-                job.probes[path] = pool.submit(probe, path, name)
+            if path not in probes:
+                probes[path] = pool.submit(probe, path, name)
+    return probes
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the command refers to that must exist before it is built: the legs, the text and logo
+    images (with the frames they show), and every clip's and song's probe."""
+
+    legs: list[Leg]
+    watermark: Placed | None  # the corner logo
+    logo_big: Placed | None  # the end card's logo
+    texts: list[tuple[Placed, int, int]]
+    probes: Probes
+
+
+def prepare(draft: dict[str, Any], ctx: RenderContext) -> Prepared:
+    """Make the files ffmpeg opens as it starts: text and logo images and the probes, two at a
+    time (Pillow releases the GIL). The photos are made later, while ffmpeg runs (see Stills)."""
+    legs = plan_legs(draft, ctx.total)
+    if not legs:
+        raise RenderError("The draft has nothing to show; add photos, clips or text and try again.")
+    logo_spans = [(leg.start, leg.start + leg.n) for leg in legs if leg.kind == "card" and leg.logo]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        probes = _start_probes(ctx, draft, pool)
+        logo_task = pool.submit(_render_logo, ctx, draft)
+        texts_task = pool.submit(_texts, ctx, draft, logo_spans)
+        watermark, logo_big = logo_task.result()
+        texts = texts_task.result()
+    return Prepared(legs, watermark, logo_big, texts, probes)
 
 
 # ---------------------------------------------------------------- the graph
@@ -390,49 +466,64 @@ def _start_probes(job: Job, draft: dict[str, Any], pool: ThreadPoolExecutor) -> 
 Cutter = Callable[[list[tuple[int, int]]], list[str]]
 
 
-def _video_legs(job: Job, legs: list[Leg], photos: dict[int, str], logo_big: Placed | None) -> list[Cutter]:
-    """One cutter per leg (see ``_join`` for why legs are made in pieces); ``photos``: each photo
-    leg's picture (see ``_photo_sources``)."""
+@dataclass(frozen=True)
+class ClipSound:
+    """A clip whose own sound is kept: its leg and its ffmpeg input."""
+
+    leg: Leg
+    input: int
+
+
+def _video_legs(
+    ctx: RenderContext, prepared: Prepared, photos: dict[int, str]
+) -> tuple[list[Cutter], list[ClipSound]]:
+    """One cutter per leg (see ``_join`` for why legs are made in pieces), and the kept clip sounds;
+    ``photos``: each photo leg's picture (see ``_photo_sources``)."""
     cutters: list[Cutter] = []
-    for index, leg in enumerate(legs):
+    sounds: list[ClipSound] = []
+    for index, leg in enumerate(prepared.legs):
         if leg.kind == "image":
-            cutters.append(_photo_cutter(job, leg, photos[index]))
+            cutters.append(_photo_cutter(ctx, leg, photos[index]))
         elif leg.kind == "video":
-            cutters.append(_clip_cutter(job, leg))
+            cutter, sound = _clip_cutter(ctx, leg, prepared.probes)
+            cutters.append(cutter)
+            sounds += [sound] if sound is not None else []
         else:
-            cutters.append(_card_cutter(job, leg, logo_big))
-    return cutters
+            cutters.append(_card_cutter(ctx, leg, prepared.logo_big))
+    return cutters, sounds
 
 
-def _cutter(job: Job, source: str, piece: Callable[[str, int, int], str]) -> Cutter:
+def _cutter(ctx: RenderContext, source: str, piece: Callable[[str, int, int], str]) -> Cutter:
     """A cutter that makes frames [a, b) with ``piece(ref, a, b)``, each range from its own
     reference to ``source`` (a split only when there is more than one range)."""
 
     def cut(ranges: list[tuple[int, int]]) -> list[str]:
-        refs = job.graph.split(source, len(ranges)) if len(ranges) > 1 else [source]
+        refs = ctx.graph.split(source, len(ranges)) if len(ranges) > 1 else [source]
         return [piece(ref, a, b) for ref, (a, b) in zip(refs, ranges, strict=True)]
 
     return cut
 
 
-def _photo_sources(job: Job, legs: list[Leg]) -> dict[int, str]:
-    """Each photo leg's picture (RGB, at its layout's size) out of the one stills input, by leg index."""
+def _photo_sources(ctx: RenderContext, legs: list[Leg]) -> tuple[dict[int, str], Stills | None]:
+    """Each photo leg's picture (RGB, at its layout's size) out of the one stills input, by leg
+    index, and that input (None: no photos)."""
     indices = [index for index, leg in enumerate(legs) if leg.kind == "image"]
     if not indices:
-        return {}
-    stills = job.stills = Stills(job, [legs[index] for index in indices])
-    source = f"{job.graph.add_input(*stills.input_args())}:v"
-    refs = job.graph.split(source, len(indices)) if len(indices) > 1 else [source]
-    return {
-        index: job.graph.chain([ref], stills.pick(number))
+        return {}, None
+    stills = Stills(ctx, [legs[index] for index in indices])
+    source = f"{ctx.graph.add_input(*stills.input_args())}:v"
+    refs = ctx.graph.split(source, len(indices)) if len(indices) > 1 else [source]
+    pictures = {
+        index: ctx.graph.chain([ref], stills.pick(number))
         for number, (index, ref) in enumerate(zip(indices, refs, strict=True))
     }
+    return pictures, stills
 
 
-def _photo_cutter(job: Job, leg: Leg, photo: str) -> Cutter:
+def _photo_cutter(ctx: RenderContext, leg: Leg, photo: str) -> Cutter:
     """Pieces of a photo leg, each its own chain from the once-converted still (or zoom canvases)."""
-    gr, w, h = job.graph, job.width, job.height
-    motion = leg.meta.get("motion")
+    gr, w, h = ctx.graph, ctx.width, ctx.height
+    motion = leg.motion
     if motion in ("zoom_in", "zoom_out"):
         canvas = g.zoom_canvas_size(leg.n, w, h)
         zoom_in = motion == "zoom_in"
@@ -447,52 +538,53 @@ def _photo_cutter(job: Job, leg: Leg, photo: str) -> Cutter:
             ]
             return gr.chain(branches, g.zoom_merge(b - a))
 
-        return _cutter(job, gr.chain([photo], g.zoom_source()), zoom)
+        return _cutter(ctx, gr.chain([photo], g.zoom_source()), zoom)
     still = gr.chain([photo], g.still_source())
     if motion in ("pan_left", "pan_right"):
         step, leftward = _pan_step(leg, w), motion == "pan_left"
         return _cutter(
-            job,
+            ctx,
             still,
             lambda ref, a, b: gr.chain(
                 [ref], g.pan_piece(b - a, a, w, h, step * (leg.n - 1), step, leftward)
             ),
         )
-    return _cutter(job, still, lambda ref, a, b: gr.chain([ref], g.still_piece(b - a)))
+    return _cutter(ctx, still, lambda ref, a, b: gr.chain([ref], g.still_piece(b - a)))
 
 
-def _card_cutter(job: Job, leg: Leg, logo_big: Placed | None) -> Cutter:
+def _card_cutter(ctx: RenderContext, leg: Leg, logo_big: Placed | None) -> Cutter:
     """Pieces of a gradient card (split while still small), with the big logo on each when asked."""
-    gr, w, h = job.graph, job.width, job.height
-    colors = [c for c in (leg.meta.get("colors") or []) if isinstance(c, str) and _COLOR.match(c)]
+    gr, w, h = ctx.graph, ctx.width, ctx.height
 
     def card(ref: str, a: int, b: int) -> str:
         label = gr.chain([ref], g.card_piece(a, b, w, h))
-        if leg.meta.get("logo") and logo_big is not None:
-            logo = _overlay_source(job, logo_big, b - a, 0, fade_in=0.0, fade_out=0.0)
+        if leg.logo and logo_big is not None:
+            logo = _overlay_source(ctx, logo_big, b - a, 0, fade_in=0.0, fade_out=0.0)
             label = gr.chain([label, logo], [f"overlay=x={logo_big.x}:y={logo_big.y}:eof_action=pass"])
         return label
 
-    return _cutter(job, gr.chain([], g.card_source(leg.n, w, h, colors)), card)
+    return _cutter(ctx, gr.chain([], g.card_source(leg.n, w, h, list(leg.colors))), card)
 
 
-def _clip_cutter(job: Job, leg: Leg) -> Cutter:
-    """Pieces of a video clip: the one decoded, normalised stream split and trimmed."""
-    gr, w, h = job.graph, job.width, job.height
-    name, path = _media_file(job, leg.meta)
-    info = _probe(job, path, name)
+def _clip_cutter(ctx: RenderContext, leg: Leg, probes: Probes) -> tuple[Cutter, ClipSound | None]:
+    """Pieces of a video clip: the one decoded, normalised stream split and trimmed; and its sound
+    when the draft keeps it and the clip has any."""
+    gr, w, h = ctx.graph, ctx.width, ctx.height
+    assert leg.media is not None  # a clip leg always has its file (plan_legs)
+    name, path = _media_file(ctx, leg.media)
+    info = _probe(probes, path, name)
     if not info.has_video:
         raise RenderError(f"The clip {name} has no picture; use a video file for a video segment.")
-    in_s = max(0.0, _num(leg.meta.get("in_ms"), 0.0) / 1000.0)
+    in_s = max(0.0, leg.in_ms / 1000.0)
     if info.duration_s and in_s >= info.duration_s:
         in_s = 0.0  # a start past the end would give an empty leg; play from the top instead
     src = gr.add_input("-ss", f"{in_s:.3f}", "-t", f"{leg.n / g.FPS + 0.5:.3f}", "-i", str(path))
-    leg.meta = {**leg.meta, "_input": src, "_has_audio": info.has_audio}
     label = gr.chain([f"{src}:v"], g.clip_leg(leg.n, w, h))
-    return _cutter(job, label, lambda ref, a, b: gr.chain([ref], g.frame_range(a, b)))
+    sound = ClipSound(leg, src) if leg.keep_audio and info.has_audio else None
+    return _cutter(ctx, label, lambda ref, a, b: gr.chain([ref], g.frame_range(a, b))), sound
 
 
-def _join(job: Job, legs: list[Leg], cutters: list[Cutter]) -> str:
+def _join(ctx: RenderContext, legs: list[Leg], cutters: list[Cutter]) -> str:
     """Cut the legs together: a transition on the overlapping frames only, a plain concat for the rest.
 
     Each leg is made in pieces: head (its part of the transition before it), body and tail; only
@@ -501,10 +593,10 @@ def _join(job: Job, legs: list[Leg], cutters: list[Cutter]) -> str:
     early request for a tail frame would make the whole body first and hold it in memory (GBs
     for zooms) while the encoder waited.
     """
-    gr = job.graph
+    gr = ctx.graph
     overlaps = [leg.overlap for leg in legs[1:]] + [0]  # frames each leg shares with the next
     if any(leg.n - leg.overlap - after < 1 for leg, after in zip(legs, overlaps, strict=True)):
-        return _join_whole(job, legs, cutters)  # windows overlap each other: blend the whole legs
+        return _join_whole(ctx, legs, cutters)  # windows overlap each other: blend the whole legs
     parts: list[str] = []
     tail: str | None = None
     for leg, cutter, after in zip(legs, cutters, overlaps, strict=True):
@@ -515,17 +607,17 @@ def _join(job: Job, legs: list[Leg], cutters: list[Cutter]) -> str:
         cut = cutter(ranges)
         if leg.overlap:
             assert tail is not None
-            parts.append(_transition(job, leg, tail, cut[0]))
+            parts.append(_transition(ctx, leg, tail, cut[0]))
             cut = cut[1:]
         parts.append(cut[0])
         tail = cut[1] if after else None
     joined = parts[0] if len(parts) == 1 else gr.chain(parts, [f"concat=n={len(parts)}:v=1:a=0"])
-    return _finish(job, joined, sum(leg.n - leg.overlap for leg in legs))
+    return _finish(ctx, joined, sum(leg.n - leg.overlap for leg in legs))
 
 
-def _transition(job: Job, leg: Leg, tail: str, head: str) -> str:
+def _transition(ctx: RenderContext, leg: Leg, tail: str, head: str) -> str:
     """The blended frames where ``leg`` comes in over the tail of the leg before it."""
-    gr = job.graph
+    gr = ctx.graph
     if g.is_crossfade(leg.transition):
         return gr.chain(
             [tail, gr.chain([head], g.crossfade_head(leg.overlap))], g.crossfade_window(leg.overlap)
@@ -533,98 +625,101 @@ def _transition(job: Job, leg: Leg, tail: str, head: str) -> str:
     return gr.chain([tail, head], g.transition_window(leg.transition, leg.overlap))
 
 
-def _join_whole(job: Job, legs: list[Leg], cutters: list[Cutter]) -> str:
+def _join_whole(ctx: RenderContext, legs: list[Leg], cutters: list[Cutter]) -> str:
     """Chain whole legs with xfade (or a plain cut when they do not overlap): slower, always right."""
     labels = [cutter([(0, leg.n)])[0] for leg, cutter in zip(legs, cutters, strict=True)]
     acc, length = labels[0], legs[0].n
     for leg, label in zip(legs[1:], labels[1:], strict=True):
         if leg.overlap > 0:
-            acc = job.graph.chain(
+            acc = ctx.graph.chain(
                 [acc, label], [g.xfade(leg.transition, leg.overlap, length - leg.overlap), "format=yuv420p"]
             )
         else:
-            acc = job.graph.chain([acc, label], ["concat=n=2:v=1:a=0"])
+            acc = ctx.graph.chain([acc, label], ["concat=n=2:v=1:a=0"])
         length += leg.n - leg.overlap
-    return _finish(job, acc, length)
+    return _finish(ctx, acc, length)
 
 
-def _finish(job: Job, joined: str, length: int) -> str:
+def _finish(ctx: RenderContext, joined: str, length: int) -> str:
     """Hold the last frame when the legs end early, cut to the video's length, pts = frame index."""
     fix: list[str] = []
-    if length < job.total:  # a draft whose segments end early: hold the last frame
-        fix.append(f"tpad=stop_mode=clone:stop={job.total - length}")
+    if length < ctx.total:  # a draft whose segments end early: hold the last frame
+        fix.append(f"tpad=stop_mode=clone:stop={ctx.total - length}")
     # concat leaves its own timebase; settb first so setpts=N counts frames of 1/FPS.
-    return job.graph.chain([joined], [*fix, f"trim=end_frame={job.total}", f"settb=1/{g.FPS}", "setpts=N"])
+    return ctx.graph.chain([joined], [*fix, f"trim=end_frame={ctx.total}", f"settb=1/{g.FPS}", "setpts=N"])
 
 
-def _overlay_source(job: Job, placed: Placed, n: int, start: int, *, fade_in: float, fade_out: float) -> str:
-    src = job.graph.add_input("-framerate", str(g.FPS), "-i", str(placed.path))
-    return job.graph.chain([f"{src}:v"], g.overlay_input(n, start, fade_in, fade_out))
+def _overlay_source(
+    ctx: RenderContext, placed: Placed, n: int, start: int, *, fade_in: float, fade_out: float
+) -> str:
+    src = ctx.graph.add_input("-framerate", str(g.FPS), "-i", str(placed.path))
+    return ctx.graph.chain([f"{src}:v"], g.overlay_input(n, start, fade_in, fade_out))
 
 
-def _overlay(job: Job, base: str, placed: Placed, start: int, end: int, *, fade: float) -> str:
-    n = min(end, job.total) - start
+def _overlay(ctx: RenderContext, base: str, placed: Placed, start: int, end: int, *, fade: float) -> str:
+    n = min(end, ctx.total) - start
     if n < 1:
         return base
     fade = min(fade, n / g.FPS / 3)
     # Whatever shows at frame 0 is there from the start: the first frame is the video's thumbnail.
-    top = _overlay_source(job, placed, n, start, fade_in=fade if start else 0.0, fade_out=fade)
-    return job.graph.chain([base, top], [f"overlay=x={placed.x}:y={placed.y}:eof_action=pass:format=yuv420"])
+    top = _overlay_source(ctx, placed, n, start, fade_in=fade if start else 0.0, fade_out=fade)
+    return ctx.graph.chain([base, top], [f"overlay=x={placed.x}:y={placed.y}:eof_action=pass:format=yuv420"])
 
 
 def _texts(
-    job: Job, draft: dict[str, Any], logo_spans: list[tuple[int, int]]
+    ctx: RenderContext, draft: dict[str, Any], logo_spans: list[tuple[int, int]]
 ) -> list[tuple[Placed, int, int]]:
     """Every text segment rendered to a PNG, with its frame span."""
     out: list[tuple[Placed, int, int]] = []
     for track in tracks(draft):
         if track.get("tt") != TRACK_TEXT:
             continue
-        role = str(meta_of(track).get("role") or "title")
+        role = str(read(TextTrackMeta, track).get("role") or "title")
         for seg in segments(track):
-            meta = meta_of(seg)
+            meta = read(TextSegmentMeta, seg)
             text = str(meta.get("text") or "").strip()
             start = g.frames(_num(seg.get("st"), 0.0))
-            end = min(job.total, start + g.frames(_num(seg.get("d"), 0.0)))
+            end = min(ctx.total, start + g.frames(_num(seg.get("d"), 0.0)))
             if not text or end <= start:
                 continue
             position = str(meta.get("position") or ("bottom" if role == "caption" else "center"))
             # On an end card with a big logo the text sits under the logo instead of across it.
             under_logo = any(s <= start < e or s < end <= e for s, e in logo_spans) and position == "center"
-            path = job.tmp / f"text-{len(out)}.png"
+            path = ctx.tmp / f"text-{len(out)}.png"
             placed = render_text(
-                text, role, position, job.width, job.height, path, anchor_y=0.74 if under_logo else None
+                text, role, position, ctx.width, ctx.height, path, anchor_y=0.74 if under_logo else None
             )
             out.append((placed, start, end))
     return out
 
 
-def _music(job: Job, draft: dict[str, Any]) -> list[str]:
+def _music(ctx: RenderContext, draft: dict[str, Any], probes: Probes) -> list[str]:
     """One label per music segment: trimmed or looped to length, faded, at the track volume."""
     labels: list[str] = []
     for track in tracks(draft):
         if track.get("tt") != TRACK_AUDIO:
             continue
-        volume = min(2.0, max(0.0, _num(meta_of(track).get("volume"), 0.8)))
+        volume = min(2.0, max(0.0, _num(read(AudioTrackMeta, track).get("volume"), 0.8)))
         for index, seg in enumerate(segments(track)):
-            meta = meta_of(seg)
+            meta = read(AudioSegmentMeta, seg)
             start = g.frames(_num(seg.get("st"), 0.0))
-            n = min(job.total - start, g.frames(_num(seg.get("d"), job.total * 1000 / g.FPS)))
+            n = min(ctx.total - start, g.frames(_num(seg.get("d"), ctx.total * 1000 / g.FPS)))
             if n < 1:
                 continue
             dur = n / g.FPS
-            if meta.get("src"):
-                name, path = _media_file(job, meta)
-                if not _probe(job, path, name).has_audio:
+            media = MediaRef.of(meta)
+            if media is not None:
+                name, path = _media_file(ctx, media)
+                if not _probe(probes, path, name).has_audio:
                     raise RenderError(
                         f"The music file {name} has no sound; use an MP3, WAV, M4A or AAC song."
                     )
                 loop = ["-stream_loop", "-1"] if meta.get("loop", True) else []
                 in_s = max(0.0, _num(meta.get("in_ms"), 0.0) / 1000.0)
-                src = job.graph.add_input(*loop, "-ss", f"{in_s:.3f}", "-i", str(path))
+                src = ctx.graph.add_input(*loop, "-ss", f"{in_s:.3f}", "-i", str(path))
             else:
-                bed = write_music_bed(job.tmp / f"bed-{len(labels)}-{index}.wav", meta.get("mood"), dur + 0.5)
-                src = job.graph.add_input("-i", str(bed))
+                bed = write_music_bed(ctx.tmp / f"bed-{len(labels)}-{index}.wav", meta.get("mood"), dur + 0.5)
+                src = ctx.graph.add_input("-i", str(bed))
             fade_in = min(dur / 3, max(0.0, _num(meta.get("fade_in_ms"), 1000.0) / 1000.0))
             fade_out = min(dur / 3, max(0.0, _num(meta.get("fade_out_ms"), 2000.0) / 1000.0))
             chain = [*_audio_format(), f"atrim=duration={dur:.6f}", "asetpts=PTS-STARTPTS"]
@@ -635,7 +730,7 @@ def _music(job: Job, draft: dict[str, Any]) -> list[str]:
             chain.append(f"volume={volume:.3f}")
             if start:
                 chain.append(f"adelay={round(start * 1000 / g.FPS)}:all=1")
-            labels.append(job.graph.audio_chain([f"{src}:a"], chain))
+            labels.append(ctx.graph.audio_chain([f"{src}:a"], chain))
     return labels
 
 
@@ -643,12 +738,11 @@ def _audio_format() -> list[str]:
     return [f"aresample={AUDIO_RATE}", "aformat=sample_fmts=fltp:channel_layouts=stereo"]
 
 
-def _kept_sound(job: Job, legs: list[Leg]) -> list[str]:
+def _kept_sound(ctx: RenderContext, sounds: list[ClipSound]) -> list[str]:
     """The sound of clips marked keep_audio, placed where the clip plays, with short fades against clicks."""
     labels: list[str] = []
-    for leg in legs:
-        if leg.kind != "video" or not leg.meta.get("keep_audio") or not leg.meta.get("_has_audio"):
-            continue
+    for sound in sounds:
+        leg = sound.leg
         dur = leg.n / g.FPS
         edge = min(0.25, dur / 4)
         chain = [
@@ -660,15 +754,15 @@ def _kept_sound(job: Job, legs: list[Leg]) -> list[str]:
         ]
         if leg.start:
             chain.append(f"adelay={round(leg.start * 1000 / g.FPS)}:all=1")
-        labels.append(job.graph.audio_chain([f"{leg.meta['_input']}:a"], chain))
+        labels.append(ctx.graph.audio_chain([f"{sound.input}:a"], chain))
     return labels
 
 
-def _mix(job: Job, music: list[str], voices: list[str]) -> str | None:
+def _mix(ctx: RenderContext, music: list[str], voices: list[str]) -> str | None:
     """Music ducked under the clips' own sound (sidechain compression), cut to the video's length."""
     if not music and not voices:
         return None
-    gr = job.graph
+    gr = ctx.graph
 
     def merge(labels: list[str]) -> str:
         if len(labels) == 1:
@@ -684,54 +778,56 @@ def _mix(job: Job, music: list[str], voices: list[str]) -> str | None:
         mixed = gr.audio_chain([ducked, split_b], ["amix=inputs=2:normalize=0:duration=longest"])
     else:
         mixed = merge(music or voices)
-    total_s = job.total / g.FPS
+    total_s = ctx.total / g.FPS
     return gr.audio_chain(
         [mixed], [f"apad=whole_dur={total_s:.6f}", f"atrim=end={total_s:.6f}", "alimiter=limit=0.97"]
     )
 
 
-def build_command(draft: dict[str, Any], job: Job, out: Path) -> list[str]:
-    """The whole ffmpeg argument list (without the executable) for a draft."""
-    legs = plan_legs(draft, job.total)
-    if not legs:
-        raise RenderError("The draft has nothing to show; add photos, clips or text and try again.")
-    logo_spans = [
-        (leg.start, leg.start + leg.n) for leg in legs if leg.kind == "card" and leg.meta.get("logo")
-    ]
-    # Text, logo and probes first, two at a time (Pillow releases the GIL while it works): ffmpeg
-    # opens those files as it starts. The photos follow while it runs (see Stills).
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        _start_probes(job, draft, pool)
-        logo_job = pool.submit(_render_logo, job, draft)
-        texts_job = pool.submit(_texts, job, draft, logo_spans)
-        watermark, logo_big = logo_job.result()
-        texts = texts_job.result()
-    base = _join(job, legs, _video_legs(job, legs, _photo_sources(job, legs), logo_big))
-    grade = g.GRADES.get(str(meta_of(draft).get("grade")))
-    if grade:
-        base = job.graph.chain([base], [grade])
-    if watermark is not None:
-        # The corner mark steps aside (fading through the transition) when the end card shows the logo big.
-        logo_card = next((leg for leg in legs if leg.kind == "card" and leg.meta.get("logo")), None)
-        end = logo_card.start + logo_card.overlap if logo_card else job.total
-        base = _overlay(job, base, watermark, 0, end, fade=0.6)
-    for placed, start, end in texts:
-        base = _overlay(job, base, placed, start, end, fade=0.45)
+@dataclass(frozen=True)
+class Command:
+    """An ffmpeg run: its arguments (without the executable), and the photos to write into its
+    standard input while it runs (None: the draft has no photos)."""
 
-    audio = _mix(job, _music(job, draft), _kept_sound(job, legs))
+    args: list[str]
+    stills: Stills | None
+
+
+def build_command(draft: dict[str, Any], ctx: RenderContext, prepared: Prepared, out: Path) -> Command:
+    """The whole ffmpeg command for a draft, built into ``ctx.graph``.
+
+    It starts nothing (the caller that runs ffmpeg starts the threads and opens the pipe) and
+    writes only into ``ctx.tmp``: the filter graphs, and a generated music bed.
+    """
+    legs = prepared.legs
+    photos, stills = _photo_sources(ctx, legs)
+    cutters, sounds = _video_legs(ctx, prepared, photos)
+    base = _join(ctx, legs, cutters)
+    grade = g.grade(read(DraftMeta, draft).get("grade"))
+    if grade:
+        base = ctx.graph.chain([base], [grade])
+    if prepared.watermark is not None:
+        # The corner mark steps aside (fading through the transition) when the end card shows the logo big.
+        logo_card = next((leg for leg in legs if leg.kind == "card" and leg.logo), None)
+        end = logo_card.start + logo_card.overlap if logo_card else ctx.total
+        base = _overlay(ctx, base, prepared.watermark, 0, end, fade=0.6)
+    for placed, start, end in prepared.texts:
+        base = _overlay(ctx, base, placed, start, end, fade=0.45)
+
+    audio = _mix(ctx, _music(ctx, draft, prepared.probes), _kept_sound(ctx, sounds))
     outputs = ["-map", f"[{base}]"]
     if audio:
         outputs += ["-map", f"[{audio}]", *AAC_ARGS, "-ar", str(AUDIO_RATE)]
     outputs += [
         *X264_ARGS,
-        *("-pix_fmt", "yuv420p", "-r", str(g.FPS), "-frames:v", str(job.total)),
+        *("-pix_fmt", "yuv420p", "-r", str(g.FPS), "-frames:v", str(ctx.total)),
         *("-movflags", "+faststart", "-f", "mp4", str(out)),
     ]
     # One filter thread: libx264 keeps both cores busy, and slice threads in the filters (swscale
     # re-initialising per zoom frame, above all) then only add thread hand-offs: ~2 s CPU a render.
     head = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"]
     head += ["-filter_complex_threads", "1"]
-    return [*head, *job.graph.argv(job.tmp), *outputs]
+    return Command([*head, *ctx.graph.argv(ctx.tmp), *outputs], stills)
 
 
 # ---------------------------------------------------------------- running ffmpeg
@@ -744,36 +840,47 @@ def _last_lines(lines: list[str] | deque[str], count: int = 3) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
-def run_ffmpeg(
-    args: list[str],
-    total_s: float,
-    progress: Callable[[float], None] | None,
-    stills: Stills | None = None,
-) -> None:
+def _spawn(command: Command) -> tuple[subprocess.Popen[str], BinaryIO | None]:
+    """Start ffmpeg; with stills, on a new pipe whose write end (returned) is then ours alone."""
+    read_fd, write_fd = os.pipe() if command.stills is not None else (-1, -1)
+    try:
+        proc = subprocess.Popen(
+            [ffmpeg_exe(), *command.args],
+            stdin=read_fd if read_fd >= 0 else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            # Killed by the kernel if this thread or the whole process dies; run_ffmpeg reaps the
+            # process before it returns, so the thread always outlives it (see die_with_parent).
+            preexec_fn=die_with_parent(),
+        )
+    except BaseException:
+        if write_fd >= 0:
+            os.close(write_fd)
+        raise
+    finally:
+        if read_fd >= 0:
+            os.close(read_fd)  # ffmpeg holds it now; ours would keep a dead ffmpeg's pipe open
+    return proc, os.fdopen(write_fd, "wb", closefd=True) if write_fd >= 0 else None
+
+
+def run_ffmpeg(command: Command, total_s: float, progress: Callable[[float], None] | None) -> None:
     """Run ffmpeg, report progress from ``-progress pipe:1``, and never leave the process behind.
 
-    ``stills`` are written into ffmpeg's pipe input while it runs. Raises RenderError with
-    ffmpeg's last error lines when it fails or stalls, or the photos' own RenderError (a broken
-    photo) after stopping ffmpeg; any exception in the caller (KeyboardInterrupt, a failing
-    progress callback) kills the process first.
+    The command's stills are written into a pipe on ffmpeg's standard input while it runs.
+    Raises RenderError with ffmpeg's last error lines when it fails or stalls, or the photos'
+    own RenderError (a broken photo) after stopping ffmpeg; any exception in the caller
+    (KeyboardInterrupt, a failing progress callback) kills the process first.
     """
-    proc = subprocess.Popen(
-        [ffmpeg_exe(), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        pass_fds=[stills.read_fd] if stills is not None else [],
-        # Killed by the kernel if this thread or the whole process dies; this function reaps
-        # the process before it returns, so the thread always outlives it (see die_with_parent).
-        preexec_fn=die_with_parent(),
-    )
+    stills = command.stills
+    proc, pipe = _spawn(command)
     failures: list[BaseException] = []
 
-    def write(stills: Stills) -> None:
+    def write(stills: Stills, pipe: BinaryIO) -> None:
         try:
-            stills.write()
+            with pipe:
+                stills.write(pipe)
         except BrokenPipeError:
             pass  # ffmpeg stopped reading: it failed or was stopped, and says why itself
         except Exception as exc:  # any failure to make a photo stops the render
@@ -781,9 +888,8 @@ def run_ffmpeg(
             proc.kill()
 
     writer: threading.Thread | None = None
-    if stills is not None:
-        stills.close_read_end()  # ffmpeg holds it now; ours would keep a dead ffmpeg's pipe open
-        writer = threading.Thread(target=write, args=(stills,), daemon=True)
+    if stills is not None and pipe is not None:
+        writer = threading.Thread(target=write, args=(stills, pipe), daemon=True)
     errors: deque[str] = deque(maxlen=40)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -844,6 +950,8 @@ def run_ffmpeg(
             proc.wait()
         if writer is not None and writer.ident is not None:
             writer.join()
+        elif pipe is not None:
+            pipe.close()  # the writer never started: the write end is still ours
         for reader in readers:
             if reader.ident is not None:
                 reader.join(timeout=5)
@@ -866,7 +974,7 @@ def render_video(
     meanwhile (the part file, text images, the music bed, the filter graphs) lives in ``out``'s
     folder under hidden names, so the owner of that folder can clear what a killed render left.
     """
-    meta = meta_of(draft) if isinstance(draft, dict) else {}
+    meta = read(DraftMeta, draft) if isinstance(draft, dict) else read(DraftMeta, {})
     total = g.frames(duration_ms(draft))
     if total < 1:
         raise RenderError("The draft is empty (zero length); describe the video again.")
@@ -875,12 +983,10 @@ def render_video(
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(f".{out.name}.part")
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent) as tmp:
-        job = Job(width, height, total, Path(tmp), resolve)
+        ctx = RenderContext(width, height, total, Path(tmp), resolve)
         try:
-            args = build_command(draft, job, part)
-            run_ffmpeg(args, total / g.FPS, progress, job.stills)
+            command = build_command(draft, ctx, prepare(draft, ctx), part)
+            run_ffmpeg(command, total / g.FPS, progress)
             os.replace(part, out)
         finally:
-            if job.stills is not None:
-                job.stills.close()
             part.unlink(missing_ok=True)

@@ -2,12 +2,18 @@
 
 Replies are put together from these phrases (the daemon shows them to users in job.log and
 result.json), so both languages say the same things. A phrase missing in a language falls
-back to English. The timeline summary after a reply stays in English: it is the API's format.
+back to English. The names of moods, grades and transitions are in ``vocabulary.py``. The
+timeline summary after a reply stays in English: it is the API's format.
 """
 
 from __future__ import annotations
 
-EN, ZH = "en", "zh"
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from nemowatch.local.vocabulary import EN, ZH
+
+__all__ = ["EN", "ZH", "Note", "Phrase", "count", "join", "say", "seconds_text"]
 
 # Counted nouns: English adds an "s"; Chinese puts a measure word between number and noun.
 _ZH_COUNTED = {
@@ -15,31 +21,6 @@ _ZH_COUNTED = {
     "clip": "段视频",
     "caption": "条字幕",
     "animated title card": "张动画标题卡",
-}
-
-TRANSITIONS = {
-    EN: {
-        "fade": "crossfade", "fadeblack": "fade-to-black", "slideleft": "slide", "wipeleft": "wipe",
-        "zoomin": "zoom", "dissolve": "dissolve",
-    },
-    ZH: {
-        "fade": "淡入淡出", "fadeblack": "黑场", "slideleft": "滑动", "wipeleft": "擦除",
-        "zoomin": "缩放", "dissolve": "溶解",
-    },
-}  # fmt: skip
-GRADES = {
-    EN: {
-        "warm": "warm",
-        "bw": "black-and-white",
-        "vibrant": "vibrant",
-        "cinematic": "cinematic",
-        "cool": "cool",
-    },
-    ZH: {"warm": "暖色调", "bw": "黑白", "vibrant": "鲜艳", "cinematic": "电影感", "cool": "冷色调"},
-}
-MOODS = {
-    EN: {"upbeat": "upbeat", "calm": "calm", "lofi": "lo-fi", "cinematic": "cinematic"},
-    ZH: {"upbeat": "欢快", "calm": "舒缓", "lofi": "Lo-fi", "cinematic": "电影感"},
 }
 
 _PHRASES: dict[str, dict[str, str]] = {
@@ -137,9 +118,39 @@ _PHRASES: dict[str, dict[str, str]] = {
 
 
 def say(lang: str, key: str, **values: object) -> str:
-    """The phrase ``key`` in ``lang`` (English when it has none), filled with ``values``."""
+    """The phrase ``key`` in ``lang`` (English when it has none), filled with ``values``; a
+    ``Phrase`` among the values is said in ``lang`` too."""
     phrases = _PHRASES[key]
-    return phrases.get(lang, phrases[EN]).format(**values)
+    said = {name: say(lang, v.key) if isinstance(v, Phrase) else v for name, v in values.items()}
+    return phrases.get(lang, phrases[EN]).format(**said)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A value that is itself a phrase (``"media_photos"``), said in the language of the sentence it is in."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the director could not do as asked, as a code: its phrase key and values.
+
+    The plan and the timeline return notes; only the reply words them, in the message's language.
+    """
+
+    key: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+    def said(self, lang: str) -> str:
+        """The note as a sentence in ``lang``."""
+        return say(lang, self.key, **self.values)
+
+
+def seconds_text(ms: int) -> str:
+    """A length in seconds as a reply writes it: ``"12"``, ``"12.5"``."""
+    secs = ms / 1000
+    return str(int(secs)) if secs == int(secs) else f"{secs:.1f}"
 
 
 def count(lang: str, n: int, noun: str) -> str:
@@ -156,8 +167,3 @@ def join(lang: str, parts: list[str]) -> str:
     if lang == ZH:
         return "、".join(parts[:-1]) + "和" + parts[-1]
     return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def label(table: dict[str, dict[str, str]], lang: str, key: str) -> str:
-    """A transition, grade or mood name in ``lang`` (English, then the key itself, when unknown)."""
-    return table.get(lang, table[EN]).get(key) or table[EN].get(key, key)
