@@ -115,7 +115,7 @@ class Missing:
 
 
 @dataclass
-class _Job:
+class InboxEntry:
     """What the watcher knows about one inbox entry (keyed by its entry name, e.g. ``shoot`` or ``idea.txt``)."""
 
     path: Path
@@ -205,7 +205,7 @@ class InboxWatcher:
         self._on_ready = on_ready
         self._on_presence = on_presence
         self._loop = loop
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, InboxEntry] = {}
         self._observer: BaseObserver | None = None
         self._rescanner: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
@@ -408,20 +408,20 @@ class InboxWatcher:
         # of the same name dropped within the window, it could reuse the old inode and go unnoticed.
         self._arm(job, job.last_event if job.reported else job.last_event + self.settle_s)
 
-    def _job(self, name: str) -> _Job:
+    def _job(self, name: str) -> InboxEntry:
         job = self._jobs.get(name)
         if job is None:
-            job = self._jobs[name] = _Job(self.inbox / name, last_event=self._settle_from)
+            job = self._jobs[name] = InboxEntry(self.inbox / name, last_event=self._settle_from)
         return job
 
-    def _arm(self, job: _Job, when: float) -> None:
+    def _arm(self, job: InboxEntry, when: float) -> None:
         """At most one timer per job; a later event does not move it (the firing re-arms when needed)."""
         if job.timer is None and not job.checking and self._loop is not None and self.missing is None:
             job.timer = self._loop.call_at(
                 self._loop.time() + max(0.0, when - time.monotonic()), self._fire, job
             )
 
-    def _fire(self, job: _Job) -> None:
+    def _fire(self, job: InboxEntry) -> None:
         job.timer = None
         quiet_at = job.last_event + self.settle_s
         if not job.reported and time.monotonic() < quiet_at:
@@ -466,7 +466,7 @@ class InboxWatcher:
 
     # -- the readiness check -------------------------------------------------------------------------
 
-    async def _check(self, job: _Job) -> None:
+    async def _check(self, job: InboxEntry) -> None:
         """Fingerprint the job once and decide: ready, wait another window, or wait for a change."""
         name = job.path.name
         started = time.monotonic()
@@ -482,7 +482,7 @@ class InboxWatcher:
                     if identity == job.identity:
                         return
                     # A new folder of the same name was dropped after the first was claimed.
-                    self._jobs[name] = job = _Job(job.path, last_event=job.last_event, checking=True)
+                    self._jobs[name] = job = InboxEntry(job.path, last_event=job.last_event, checking=True)
                 self.scans += 1
                 scan = await asyncio.to_thread(scan_job, job.path)
             except FileNotFoundError:
@@ -502,7 +502,7 @@ class InboxWatcher:
                 # Changed while we looked: look again (a handed-over job at once, see _on_event).
                 self._arm(job, job.last_event + (0.0 if job.reported else self.settle_s))
 
-    def _judge(self, job: _Job, scan: JobScan, identity: tuple[int, int], started: float) -> None:
+    def _judge(self, job: InboxEntry, scan: JobScan, identity: tuple[int, int], started: float) -> None:
         """Apply the readiness rules to one scan (see the module docstring)."""
         now = time.monotonic()
         job.scan = scan
@@ -536,7 +536,7 @@ class InboxWatcher:
             when = min(when, now + self.settle_s - age_s)  # the mtimes come of age sooner
         self._arm(job, when)
 
-    def _report(self, job: _Job, identity: tuple[int, int]) -> None:
+    def _report(self, job: InboxEntry, identity: tuple[int, int]) -> None:
         job.reported = True
         job.identity = identity
         job.reason = "ready"
