@@ -74,3 +74,6 @@ def size_text(size: int) -> str:
 def over_limit(size: int, limit: int = MAX_MESSAGE_BYTES) -> str:
     """ "70 kB, at most 64 kB": how much too long a message or file is, for error messages."""
     return f"{size_text(size)}, at most {size_text(limit)}"
+
+# The frame shapes a job may ask for (job.toml's ``aspect``); the local backend's vocabulary names the same.
+ASPECTS = ("16:9", "9:16", "1:1")

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemowatch.api.formats import MAX_MESSAGE_BYTES, message_bytes, over_limit, size_text
+from nemowatch.api.formats import ASPECTS, MAX_MESSAGE_BYTES, message_bytes, over_limit, size_text
 from nemowatch.errors import UserError
 
 OPTIONS_FILE = "job.toml"
-ASPECTS = ("16:9", "9:16", "1:1")
 EXPORTS = ("last", "each")
 # A longer video than this is almost certainly a typo (minutes for seconds).
 MAX_DURATION_S = 3600

@@ -395,7 +395,11 @@ class Daemon:
         for task in tasks:
             task.cancel()
         if tasks:
-            logger.info("handing {} running job(s) back to the journal; a restart resumes them", len(tasks))
+            if self.state_lost is None:
+                logger.info("handing {} running job(s) back to the journal; a restart resumes them", len(tasks))
+            else:
+                # The journal went with the state folder: nothing resumes them; the error said what to do.
+                logger.info("stopping {} running job(s)", len(tasks))
             await asyncio.wait(tasks, timeout=STOP_GRACE_S)
 
     def request_stop(self, sig: signal.Signals | None = None) -> None:

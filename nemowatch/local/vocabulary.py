@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from nemowatch.api import formats
+
 EN, ZH = "en", "zh"
 
 # Card gradients: pairs of colours a title or end card cycles through.
@@ -139,6 +141,7 @@ ASPECTS: tuple[Aspect, ...] = (
            r"|横屏|横版|横向|横幅", (16, 9)),
 )  # fmt: skip
 DEFAULT_ASPECT = "16:9"
+assert {aspect.name for aspect in ASPECTS} == set(formats.ASPECTS), "the shapes a job may ask for"
 
 # 360 and 180 are preview tiers: quick drafts to check a cut before the full render (and small,
 # fast test renders). 1080 last: of "720p or 1080p" at one place, the later entry wins.
