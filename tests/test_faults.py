@@ -41,6 +41,13 @@ ROOT = os.geteuid() == 0
 FAST_FAULTS = {"retry_every_s": 0.5, "patience_h": 24, "once_patience_min": 0.1}
 
 
+def next_job_is_served(setup: Setup, name: str) -> None:
+    """The slot was freed and nothing is stuck: a job dropped now finishes, without a restart."""
+    dropped = drop_photo_job(setup.inbox, name)
+    wait_for(lambda: status_of(setup.outbox / name) == "done", "the next job")
+    check_done(setup.outbox / name, inputs=dropped)
+
+
 def job_states(setup: Setup) -> dict[str, dict[str, Any]]:
     """Every job as `nemowatch status --json` shows it, by name."""
     shown = nemowatch("status", "--json", "--config", str(setup.config))
@@ -122,9 +129,7 @@ def test_an_outage_in_the_middle_of_a_job_ends_in_done_not_failed(tmp_path: Path
         assert len([r for s in sessions for r in s["renders"]]) == 1  # followed, not submitted again
 
         # The next job flows without a restart.
-        second = drop_photo_job(setup.inbox, "after")
-        wait_for(lambda: status_of(setup.outbox / "after") == "done", "the next job")
-        check_done(setup.outbox / "after", inputs=second)
+        next_job_is_served(setup, "after")
     finally:
         backend.stop()
         assert stop_daemon(daemon) == 0
@@ -242,9 +247,7 @@ def test_a_full_outbox_makes_the_job_wait_and_it_finishes_once_space_is_freed(tm
             wait_for(lambda: status_of(job_dir) == "done", "the job to finish once space was freed")
             check_done(job_dir, inputs=dropped)
             # The slot was freed and the daemon was never stuck: the next job flows without a restart.
-            second = drop_photo_job(setup.inbox, "next")
-            wait_for(lambda: status_of(setup.outbox / "next") == "done", "the next job")
-            check_done(setup.outbox / "next", inputs=second)
+            next_job_is_served(setup, "next")
         finally:
             assert stop_daemon(daemon) == 0
     output = daemon_output(setup)
@@ -295,9 +298,7 @@ def test_a_full_state_disk_keeps_new_jobs_waiting_and_they_finish_once_space_is_
                 free_space()
                 wait_for(lambda: status_of(setup.outbox / "cramped") == "done", "the job once space was freed")
             check_done(setup.outbox / "cramped", inputs=dropped)
-            second = drop_photo_job(setup.inbox, "roomy")
-            wait_for(lambda: status_of(setup.outbox / "roomy") == "done", "the next job")
-            check_done(setup.outbox / "roomy", inputs=second)
+            next_job_is_served(setup, "roomy")
         finally:
             assert stop_daemon(daemon) == 0
     finally:

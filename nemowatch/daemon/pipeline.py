@@ -21,11 +21,9 @@ import dataclasses
 import functools
 import hashlib
 import json
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -374,22 +372,20 @@ class _JobRun:
 
     # -- passing faults ----------------------------------------------------------------------
 
-    def waited_since(self) -> datetime:
-        """When the job started waiting for a passing fault (recorded now if this is the first wait)."""
+    def waited(self) -> steps.Waiting:
+        """Since when the job waits for a passing fault (recorded now if this is the first wait)."""
         if self.waiting is None:
             self.waiting = steps.Waiting(since=stamp())
             self.put(steps.WAITING, self.waiting)
-        return datetime.fromisoformat(self.waiting.since)
-
-    def patience_over(self, since: datetime) -> bool:
-        return time.time() - since.timestamp() >= self.s.patience_s
+        return self.waiting
 
     async def _wait_for_backend(self, error: NemoError) -> JobState:
         """Wait for the backend (the daemon probes it and resumes the job), or fail once patience is over."""
         self.p.health.mark_down(error.message)
-        since = self.waited_since()
-        if self.patience_over(since):
-            await self.finish(UserError(backend_failure(error, since), backend_hint(self.job.name), code=error.code))
+        waited = self.waited()
+        if waited.outlasted(self.s.patience_s):
+            failure = backend_failure(error, waited.started)
+            await self.finish(UserError(failure, backend_hint(self.job.name), code=error.code))
             return JobState.FAILED
         self.log.warning("{}; the job waits and resumes by itself when the backend answers", error.message)
         self.set_state(JobState.WAITING_BACKEND, self.p.health.detail())
@@ -402,8 +398,7 @@ class _JobRun:
         every = self.s.retry_every_s
         self.log.warning("{}; the job waits and is tried again every {:g} s", fault, every)
         try:
-            since = self.waited_since()
-            if self.patience_over(since):
+            if self.waited().outlasted(self.s.patience_s):
                 failure = UserError(
                     f"{fault}, and it stayed so for longer than the job's patience",
                     "free space on that disk or make the folder writable again, then run"

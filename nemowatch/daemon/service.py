@@ -34,8 +34,8 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -369,10 +369,9 @@ class Daemon:
 
     def _release_impatient(self) -> None:
         """Let jobs whose patience ran out run once more: the pipeline fails them with a clear message."""
-        patience = self.cfg.patience_h * 3600
         for record in self.journal.jobs([JobState.WAITING_BACKEND]):
             waited = self.journal.read(record.id, steps.WAITING)
-            if waited and time.time() - datetime.fromisoformat(waited.since).timestamp() >= patience:
+            if waited and waited.outlasted(self.cfg.patience_h * 3600):
                 self.not_before.pop(record.id, None)
                 self._wake.set()
 
@@ -383,7 +382,7 @@ class Daemon:
                 continue
             try:
                 self.journal.set_detail(record.id, detail)
-                self.outbox.write_status(record.outbox_dir, f"{state.human} — {detail}")
+                self.outbox.write_status(record.outbox_dir, replace(record, detail=detail).status_line)
             except Exception as exc:
                 if disk_fault(exc, str(self.journal.path)) is None:
                     raise

@@ -35,8 +35,10 @@ never journaled: they name the instant a call returned, for the pipeline's check
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 # A step value's field that is left out of the stored JSON while it holds its default: the stored
@@ -161,6 +163,14 @@ class Waiting(StepValue):
     """Since when the job waits out a passing fault (an ISO time); progress deletes it."""
 
     since: str
+
+    @property
+    def started(self) -> datetime:
+        return datetime.fromisoformat(self.since)
+
+    def outlasted(self, patience_s: float) -> bool:
+        """True once the wait has lasted ``patience_s`` (the job's patience, ``jobs.patience_h``)."""
+        return time.time() - self.started.timestamp() >= patience_s
 
 
 # -- the keys ------------------------------------------------------------------------------------
